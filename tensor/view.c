@@ -1,0 +1,353 @@
+/* Views: new shapes and strides over the same storage. */
+#include <string.h>
+
+#include "tensor-impl.h"
+
+/* Strides for viewing (shape, strides) as new_shape without a copy (ATen's
+ * computeStride); false when the layout does not allow it. */
+static bool view_strides(const int64_t *shape, const int64_t *strides, int ndim,
+                         const int64_t *new_shape, int new_ndim, int64_t *new_strides)
+{
+    static const int64_t one = 1;
+    if (ndim == 0) {
+        shape = &one;
+        strides = &one;
+        ndim = 1;
+    }
+    if (wki_shape_numel(shape, ndim) == 0) {
+        wki_contiguous_strides(new_shape, new_ndim, new_strides);
+        return true;
+    }
+    int view_d = new_ndim - 1;
+    int64_t chunk_base = strides[ndim - 1], tensor_numel = 1, view_numel = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        tensor_numel *= shape[d];
+        if (d == 0 || (shape[d - 1] != 1 && strides[d - 1] != tensor_numel * chunk_base)) {
+            while (view_d >= 0 && (view_numel < tensor_numel || new_shape[view_d] == 1)) {
+                new_strides[view_d] = view_numel * chunk_base;
+                view_numel *= new_shape[view_d];
+                view_d--;
+            }
+            if (view_numel != tensor_numel) return false;
+            if (d > 0) {
+                chunk_base = strides[d - 1];
+                tensor_numel = 1;
+                view_numel = 1;
+            }
+        }
+    }
+    return view_d == -1;
+}
+
+/* Resolve one -1 in shape against numel; false with an error when impossible. */
+static bool infer_shape(const char *op, const wk_tensor *t, const int64_t *shape, int ndim,
+                        int64_t *out)
+{
+    if (ndim < 0 || ndim > WK_MAX_DIMS || (ndim && !shape)) {
+        wk_set_error("%s: %d dims given, expected 0..%d", op, ndim, WK_MAX_DIMS);
+        return false;
+    }
+    int infer = -1;
+    int64_t known = 1, numel = wk_numel(t);
+    for (int i = 0; i < ndim; i++) {
+        out[i] = shape[i];
+        if (shape[i] == -1 && infer < 0) {
+            infer = i;
+        } else if (shape[i] < 0) {
+            wk_set_error("%s: shape %s is invalid (only one -1 allowed, no other negative "
+                         "sizes)",
+                         op, wki_dims_s(shape, ndim));
+            return false;
+        } else {
+            known *= shape[i];
+        }
+    }
+    if (infer >= 0) {
+        if (known == 0 || numel % known) {
+            wk_set_error("%s: shape %s is invalid for input of size %lld", op,
+                         wki_dims_s(shape, ndim), (long long)numel);
+            return false;
+        }
+        out[infer] = numel / known;
+    } else if (known != numel) {
+        wk_set_error("%s: shape %s is invalid for input of size %lld (shape %s)", op,
+                     wki_dims_s(shape, ndim), (long long)numel, wki_shape_s(t));
+        return false;
+    }
+    return true;
+}
+
+static wk_tensor *view_with(wk_tensor *t, const int64_t *shape, const int64_t *strides,
+                            int ndim)
+{
+    wk_tensor *v = wki_tensor_view_of(t);
+    if (!v) return NULL;
+    v->ndim = ndim;
+    memset(v->shape, 0, sizeof v->shape);
+    memset(v->strides, 0, sizeof v->strides);
+    if (ndim) {
+        memcpy(v->shape, shape, (size_t)ndim * sizeof *shape);
+        memcpy(v->strides, strides, (size_t)ndim * sizeof *strides);
+    }
+    return v;
+}
+
+wk_tensor *wk_view(wk_tensor *t, const int64_t *shape, int ndim)
+{
+    if (!WKI_CHECK("view", t)) return NULL;
+    int64_t s[WK_MAX_DIMS], st[WK_MAX_DIMS];
+    if (!infer_shape("view", t, shape, ndim, s)) return NULL;
+    if (!view_strides(t->shape, t->strides, t->ndim, s, ndim, st)) {
+        wk_set_error("view: shape %s is not compatible with the input's size and strides "
+                     "(shape %s); use wk_reshape, which copies when needed",
+                     wki_dims_s(s, ndim), wki_shape_s(t));
+        return NULL;
+    }
+    return view_with(t, s, st, ndim);
+}
+
+wk_tensor *wk_reshape(wk_tensor *t, const int64_t *shape, int ndim)
+{
+    if (!WKI_CHECK("reshape", t)) return NULL;
+    int64_t s[WK_MAX_DIMS], st[WK_MAX_DIMS];
+    if (!infer_shape("reshape", t, shape, ndim, s)) return NULL;
+    if (view_strides(t->shape, t->strides, t->ndim, s, ndim, st))
+        return view_with(t, s, st, ndim);
+    wk_tensor *c = wk_clone(t);
+    if (!c) return NULL;
+    wki_contiguous_strides(s, ndim, st);
+    wk_tensor *v = view_with(c, s, st, ndim);
+    wk_tensor_free(c);
+    return v;
+}
+
+wk_tensor *wk_transpose(wk_tensor *t, int dim0, int dim1)
+{
+    if (!WKI_CHECK("transpose", t)) return NULL;
+    int a = wki_norm_dim("transpose", dim0, t->ndim);
+    int b = a < 0 ? -1 : wki_norm_dim("transpose", dim1, t->ndim);
+    if (b < 0) return NULL;
+    wk_tensor *v = wki_tensor_view_of(t);
+    if (!v || !t->ndim) return v;
+    int64_t s = v->shape[a], st = v->strides[a];
+    v->shape[a] = v->shape[b];
+    v->strides[a] = v->strides[b];
+    v->shape[b] = s;
+    v->strides[b] = st;
+    return v;
+}
+
+wk_tensor *wk_permute(wk_tensor *t, const int *dims, int ndims)
+{
+    if (!WKI_CHECK("permute", t)) return NULL;
+    if (ndims != t->ndim || (ndims && !dims)) {
+        wk_set_error("permute: %d dims given for a %d-d tensor (shape %s)", ndims, t->ndim,
+                     wki_shape_s(t));
+        return NULL;
+    }
+    bool seen[WK_MAX_DIMS] = {0};
+    int64_t s[WK_MAX_DIMS], st[WK_MAX_DIMS];
+    for (int i = 0; i < ndims; i++) {
+        int d = wki_norm_dim("permute", dims[i], t->ndim);
+        if (d < 0) return NULL;
+        if (seen[d]) {
+            wk_set_error("permute: dim %d appears twice", d);
+            return NULL;
+        }
+        seen[d] = true;
+        s[i] = t->shape[d];
+        st[i] = t->strides[d];
+    }
+    return view_with(t, s, st, ndims);
+}
+
+static wk_tensor *drop_dim(wk_tensor *t, int d)
+{
+    int64_t s[WK_MAX_DIMS], st[WK_MAX_DIMS];
+    int n = 0;
+    for (int i = 0; i < t->ndim; i++) {
+        if (i == d) continue;
+        s[n] = t->shape[i];
+        st[n++] = t->strides[i];
+    }
+    return view_with(t, s, st, n);
+}
+
+wk_tensor *wk_squeeze(wk_tensor *t, int dim)
+{
+    if (!WKI_CHECK("squeeze", t)) return NULL;
+    int d = wki_norm_dim("squeeze", dim, t->ndim);
+    if (d < 0) return NULL;
+    if (!t->ndim || t->shape[d] != 1) return wki_tensor_view_of(t);
+    return drop_dim(t, d);
+}
+
+wk_tensor *wk_squeeze_all(wk_tensor *t)
+{
+    if (!WKI_CHECK("squeeze", t)) return NULL;
+    int64_t s[WK_MAX_DIMS], st[WK_MAX_DIMS];
+    int n = 0;
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->shape[i] == 1) continue;
+        s[n] = t->shape[i];
+        st[n++] = t->strides[i];
+    }
+    return view_with(t, s, st, n);
+}
+
+wk_tensor *wk_unsqueeze(wk_tensor *t, int dim)
+{
+    if (!WKI_CHECK("unsqueeze", t)) return NULL;
+    if (t->ndim >= WK_MAX_DIMS) {
+        wk_set_error("unsqueeze: tensor already has the maximum of %d dims", WK_MAX_DIMS);
+        return NULL;
+    }
+    int d = wki_norm_dim("unsqueeze", dim, t->ndim + 1);
+    if (d < 0) return NULL;
+    int64_t s[WK_MAX_DIMS], st[WK_MAX_DIMS];
+    for (int i = 0, j = 0; i <= t->ndim; i++) {
+        if (i == d) {
+            s[i] = 1;
+            st[i] = d < t->ndim ? t->shape[d] * t->strides[d] : 1;
+        } else {
+            s[i] = t->shape[j];
+            st[i] = t->strides[j++];
+        }
+    }
+    return view_with(t, s, st, t->ndim + 1);
+}
+
+wk_tensor *wk_slice(wk_tensor *t, int dim, int64_t start, int64_t end, int64_t step)
+{
+    if (!WKI_CHECK("slice", t)) return NULL;
+    int d = wki_norm_dim("slice", dim, t->ndim);
+    if (d < 0) return NULL;
+    if (!t->ndim) {
+        wk_set_error("slice: cannot slice a 0-d tensor");
+        return NULL;
+    }
+    if (step < 1) {
+        wk_set_error("slice: step must be >= 1, got %lld", (long long)step);
+        return NULL;
+    }
+    int64_t n = t->shape[d];
+    if (start < 0) start += n;
+    if (end < 0) end += n;
+    start = start < 0 ? 0 : start > n ? n : start;
+    end = end < start ? start : end > n ? n : end;
+    wk_tensor *v = wki_tensor_view_of(t);
+    if (!v) return NULL;
+    v->offset += start * t->strides[d];
+    v->shape[d] = (end - start + step - 1) / step;
+    v->strides[d] *= step;
+    return v;
+}
+
+wk_tensor *wk_narrow(wk_tensor *t, int dim, int64_t start, int64_t length)
+{
+    if (!WKI_CHECK("narrow", t)) return NULL;
+    int d = wki_norm_dim("narrow", dim, t->ndim);
+    if (d < 0) return NULL;
+    int64_t n = t->ndim ? t->shape[d] : 1;
+    if (start < 0) start += n;
+    if (start < 0 || length < 0 || start > n || length > n - start) {
+        wk_set_error("narrow: start %lld and length %lld are out of range for dim %d of "
+                     "size %lld",
+                     (long long)start, (long long)length, d, (long long)n);
+        return NULL;
+    }
+    return wk_slice(t, d, start, start + length, 1);
+}
+
+wk_tensor *wk_select(wk_tensor *t, int dim, int64_t index)
+{
+    if (!WKI_CHECK("select", t)) return NULL;
+    if (!t->ndim) {
+        wk_set_error("select: cannot index a 0-d tensor");
+        return NULL;
+    }
+    int d = wki_norm_dim("select", dim, t->ndim);
+    if (d < 0) return NULL;
+    int64_t n = t->shape[d];
+    if (index < -n || index >= n) {
+        wk_set_error("select: index %lld is out of range for dim %d of size %lld",
+                     (long long)index, d, (long long)n);
+        return NULL;
+    }
+    if (index < 0) index += n;
+    wk_tensor *v = drop_dim(t, d);
+    if (v) v->offset += index * t->strides[d];
+    return v;
+}
+
+wk_tensor *wk_expand(wk_tensor *t, const int64_t *shape, int ndim)
+{
+    if (!WKI_CHECK("expand", t)) return NULL;
+    if (ndim < t->ndim || ndim > WK_MAX_DIMS || (ndim && !shape)) {
+        wk_set_error("expand: cannot expand shape %s to %d dims", wki_shape_s(t), ndim);
+        return NULL;
+    }
+    int64_t s[WK_MAX_DIMS], st[WK_MAX_DIMS];
+    int lead = ndim - t->ndim;
+    for (int i = 0; i < ndim; i++) {
+        int j = i - lead;
+        if (j < 0) {
+            if (shape[i] < 0) {
+                wk_set_error("expand: size %lld is invalid for new leading dim %d",
+                             (long long)shape[i], i);
+                return NULL;
+            }
+            s[i] = shape[i];
+            st[i] = 0;
+        } else if (shape[i] == -1 || shape[i] == t->shape[j]) {
+            s[i] = t->shape[j];
+            st[i] = t->strides[j];
+        } else if (t->shape[j] == 1 && shape[i] >= 0) {
+            s[i] = shape[i];
+            st[i] = 0;
+        } else {
+            wk_set_error("expand: the size of dim %d (%lld) must match the new size %lld "
+                         "or be 1 (shape %s to %s)",
+                         j, (long long)t->shape[j], (long long)shape[i], wki_shape_s(t),
+                         wki_dims_s(shape, ndim));
+            return NULL;
+        }
+    }
+    return view_with(t, s, st, ndim);
+}
+
+wk_tensor *wk_flatten(wk_tensor *t, int start_dim, int end_dim)
+{
+    if (!WKI_CHECK("flatten", t)) return NULL;
+    if (!t->ndim) return wk_reshape(t, WK_SHAPE(1));
+    int a = wki_norm_dim("flatten", start_dim, t->ndim);
+    int b = a < 0 ? -1 : wki_norm_dim("flatten", end_dim, t->ndim);
+    if (b < 0) return NULL;
+    if (a > b) {
+        wk_set_error("flatten: start_dim %d comes after end_dim %d", a, b);
+        return NULL;
+    }
+    int64_t s[WK_MAX_DIMS];
+    int n = 0;
+    for (int i = 0; i < a; i++)
+        s[n++] = t->shape[i];
+    int64_t m = 1;
+    for (int i = a; i <= b; i++)
+        m *= t->shape[i];
+    s[n++] = m;
+    for (int i = b + 1; i < t->ndim; i++)
+        s[n++] = t->shape[i];
+    return wk_reshape(t, s, n);
+}
+
+wk_tensor *wk_contiguous(wk_tensor *t)
+{
+    if (!WKI_CHECK("contiguous", t)) return NULL;
+    return wk_is_contiguous(t) ? wki_tensor_view_of(t) : wk_clone(t);
+}
+
+wk_tensor *wk_alias(wk_tensor *t)
+{
+    if (!WKI_CHECK("alias", t)) return NULL;
+    return wki_tensor_view_of(t);
+}
