@@ -12,5 +12,6 @@
 #include "tensor/linalg.h"
 #include "tensor/index.h"
 #include "tensor/print.h"
+#include "tensor/safetensors.h"
 
 #endif

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the creation tests */
+#include "test_util.h"

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the elementwise tests */
+#include "test_util.h"

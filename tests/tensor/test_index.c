@@ -1,0 +1,2 @@
+/* placeholder: replaced by the index tests */
+#include "test_util.h"

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the linalg tests */
+#include "test_util.h"

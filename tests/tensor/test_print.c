@@ -1,0 +1,2 @@
+/* placeholder: replaced by the print tests */
+#include "test_util.h"

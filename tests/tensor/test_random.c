@@ -1,0 +1,2 @@
+/* placeholder: replaced by the random tests */
+#include "test_util.h"

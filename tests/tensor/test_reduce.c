@@ -1,0 +1,2 @@
+/* placeholder: replaced by the reduce tests */
+#include "test_util.h"

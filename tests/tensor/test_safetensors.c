@@ -1,0 +1,2 @@
+/* placeholder: replaced by the safetensors tests */
+#include "test_util.h"

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the torch_fixtures tests */
+#include "test_util.h"
