@@ -154,7 +154,8 @@ static wk_tensor *pattern(wk_dtype dt, const int64_t *shape, int ndim, unsigned 
     unsigned char *p = wk_data(t);
     size_t n = (size_t)wk_numel(t) * wk_dtype_size(dt);
     for (size_t i = 0; i < n; i++)
-        p[i] = dt == WK_DTYPE_BOOL ? (i * 7 + seed) % 3 == 0 : (unsigned char)(i * 31 + seed * 17 + 1);
+        p[i] = dt == WK_DTYPE_BOOL ? (i * 7 + seed) % 3 == 0
+                                   : (unsigned char)(i * 31 + seed * 17 + 1);
     return t;
 }
 
