@@ -193,17 +193,18 @@ static inline void box_muller(double u1, double u2, double *z0, double *z1)
     *z1 = r * sin(t);
 }
 
-/* float32: words 2k, 2k+1 of a block give elements 2k, 2k+1. */
+/* float32: words 2k, 2k+1 of a block give elements 2k, 2k+1 (single-precision math:
+ * the inputs have 24 bits). */
 static void normal_f32(void *out, int64_t e0, int64_t e1, const uint32_t *w,
                        const random_args *a)
 {
     float *o = out;
     for (int64_t e = e0; e < e1; e += 2) {
         const uint32_t *x = w + (e - e0);
-        double z0, z1;
-        box_muller(((x[0] >> 8) + 1) * 0x1p-24, (x[1] >> 8) * 0x1p-24, &z0, &z1);
-        o[e] = (float)(a->a + a->b * z0);
-        if (e + 1 < e1) o[e + 1] = (float)(a->a + a->b * z1);
+        float u1 = (float)((x[0] >> 8) + 1) * 0x1p-24f, u2 = (float)(x[1] >> 8) * 0x1p-24f;
+        float r = sqrtf(-2.0f * logf(u1)), t = 2.0f * (float)M_PI * u2;
+        o[e] = (float)(a->a + a->b * (double)(r * cosf(t)));
+        if (e + 1 < e1) o[e + 1] = (float)(a->a + a->b * (double)(r * sinf(t)));
     }
 }
 
