@@ -49,7 +49,8 @@ void wk_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out
 /* A generator at the start of the stream of `seed`. */
 wk_generator wk_generator_make(uint64_t seed);
 /* An independent generator derived from g's seed and a stream id (splitmix64 of both),
- * starting at offset 0; g's offset does not matter and g is not changed. */
+ * starting at offset 0; g's offset does not matter and g is not changed (NULL: the
+ * default generator). */
 wk_generator wk_generator_split(const wk_generator *g, uint64_t stream);
 /* The process default generator (used for NULL generator arguments). Initially seeded
  * with 67280421310721, torch's default seed. */

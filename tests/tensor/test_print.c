@@ -4,6 +4,8 @@
 
 #include "test_util.h"
 
+#include <criterion/redirect.h>
+
 TestSuite(print, .init = tu_setup, .fini = tu_teardown);
 
 static void expect_str_impl(const wk_tensor *t, const char *expected, const char *what)
@@ -169,6 +171,33 @@ Test(print, half_types_and_requires_grad)
     wk_tensor *w = tu_f32(WK_SHAPE(2), 1, 2);
     w->requires_grad = true;
     expect_str(w, "tensor([1., 2.], requires_grad=True)");
+}
+
+Test(print, views)
+{
+    wk_tensor *a = wk_view(wk_arange(0, 12, 1, WK_DTYPE_I64), WK_SHAPE(3, 4));
+    expect_str(wk_slice(wk_slice(a, 0, 1, 3, 1), 1, 1, 4, 2), "tensor([[ 5,  7],\n"
+                                                              "        [ 9, 11]])");
+    expect_str(wk_select(a, 1, 3), "tensor([ 3,  7, 11])");
+    expect_str(wk_expand(tu_f32(WK_SHAPE(2, 1), 0.5f, -1), WK_SHAPE(2, 3)),
+               "tensor([[ 0.5000,  0.5000,  0.5000],\n"
+               "        [-1.0000, -1.0000, -1.0000]])");
+}
+
+static void redirect_setup(void)
+{
+    tu_setup();
+    cr_redirect_stdout();
+}
+
+Test(print, to_stdout, .init = redirect_setup)
+{
+    wk_print(wk_eye(2, -1, WK_DTYPE_I32));
+    wk_print(NULL);
+    fflush(stdout);
+    cr_assert_stdout_eq_str("tensor([[1, 0],\n"
+                            "        [0, 1]], dtype=torch.int32)\n"
+                            "(null)\n");
 }
 
 Test(print, null_and_errors)
