@@ -83,12 +83,14 @@ Test(creation, scalar)
 
 Test(creation, shape_errors)
 {
-    expect_error(wk_zeros(WK_SHAPE(2, -1), WK_DTYPE_F32), "zeros: negative size -1 in shape [2, -1]");
+    expect_error(wk_zeros(WK_SHAPE(2, -1), WK_DTYPE_F32),
+                 "zeros: negative size -1 in shape [2, -1]");
     expect_error(wk_full(WK_SHAPE(1, 1, 1, 1, 1, 1, 1, 1, 1), 0, WK_DTYPE_F32),
                  "full: 9 dims given, expected 0..8");
     expect_error(wk_ones(NULL, 2, WK_DTYPE_F32), "ones: shape is NULL for 2 dims");
     expect_error(wk_ones(WK_SHAPE(2), (wk_dtype)42), "ones: invalid dtype 42");
-    expect_error(wk_zeros(WK_SHAPE(INT64_MAX, 4), WK_DTYPE_F32), "zeros: shape [9223372036854775807, 4] has too many elements");
+    expect_error(wk_zeros(WK_SHAPE(INT64_MAX, 4), WK_DTYPE_F32),
+                 "zeros: shape [9223372036854775807, 4] has too many elements");
 }
 
 Test(creation, arange_lengths_and_values)

@@ -133,7 +133,8 @@ Test(print, summarised)
     cr_assert_str_eq(last, "        [5.9970e+03, 5.9980e+03, 5.9990e+03]])\n");
     cr_assert_eq(ftell(f), n);
     fclose(f);
-    expect_str(wk_arange(0, 2000, 1, WK_DTYPE_I64), "tensor([   0,    1,    2,  ..., 1997, 1998, 1999])");
+    expect_str(wk_arange(0, 2000, 1, WK_DTYPE_I64),
+               "tensor([   0,    1,    2,  ..., 1997, 1998, 1999])");
 }
 
 Test(print, summarised_3d)

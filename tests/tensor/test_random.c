@@ -50,15 +50,18 @@ Test(random, stream_layout)
     wk_tensor *f = wk_rand(WK_SHAPE(10), WK_DTYPE_F32, &g);
     cr_assert_eq(g.offset, 5 + 3); /* 4 per block */
     for (int i = 0; i < 10; i++)
-        cr_assert_eq(((float *)wk_data(f))[i], (float)(word(seed, 5 + i / 4, i % 4) >> 8) * 0x1p-24f);
+        cr_assert_eq(((float *)wk_data(f))[i],
+                     (float)(word(seed, 5 + i / 4, i % 4) >> 8) * 0x1p-24f);
     wk_tensor *d = wk_rand(WK_SHAPE(5), WK_DTYPE_F64, &g);
     cr_assert_eq(g.offset, 8 + 3); /* 2 per block */
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(((double *)wk_data(d))[i], (double)(word64(seed, 8 + i / 2, i % 2) >> 11) * 0x1p-53);
+        cr_assert_eq(((double *)wk_data(d))[i],
+                     (double)(word64(seed, 8 + i / 2, i % 2) >> 11) * 0x1p-53);
     wk_tensor *r = wk_randint(-5, 1000, WK_SHAPE(3), &g);
     cr_assert_eq(g.offset, 11 + 2);
     for (int i = 0; i < 3; i++)
-        cr_assert_eq(((int64_t *)wk_data(r))[i], -5 + (int64_t)(word64(seed, 11 + i / 2, i % 2) % 1005));
+        cr_assert_eq(((int64_t *)wk_data(r))[i],
+                     -5 + (int64_t)(word64(seed, 11 + i / 2, i % 2) % 1005));
     /* Box-Muller on pairs of words (f32) */
     wk_tensor *n = wk_randn(WK_SHAPE(2), WK_DTYPE_F32, &g);
     cr_assert_eq(g.offset, 14);
@@ -161,7 +164,8 @@ Test(random, randint_range_and_coverage)
     cr_assert(neg > 400 && neg < 600, "%lld negative", (long long)neg);
     expect_values(wk_randint(7, 8, WK_SHAPE(3), &g), 0, 7, 7, 7);
     expect_shape(wk_randint(0, 2, WK_SHAPE(2, 0), &g), 2, 0);
-    expect_error(wk_randint(5, 5, WK_SHAPE(2), &g), "randint: expected low < high, got low=5 high=5");
+    expect_error(wk_randint(5, 5, WK_SHAPE(2), &g),
+                 "randint: expected low < high, got low=5 high=5");
     expect_error(wk_randint(0, 2, WK_SHAPE(-1), &g), "randint: negative size -1 in shape [-1]");
 }
 
@@ -365,7 +369,8 @@ Test(random, default_generator_is_shared_safely_between_threads)
     for (int k = 0; k < 400; k++) {
         int found = -1;
         for (int b = 0; b < 400 && found < 0; b++)
-            if (!used[b] && !memcmp(vals[k], (float *)wk_data(all) + 4 * b, sizeof vals[k])) found = b;
+            if (!used[b] && !memcmp(vals[k], (float *)wk_data(all) + 4 * b, sizeof vals[k]))
+                found = b;
         cr_assert_geq(found, 0, "call %d got a block that is not in the stream", k);
         used[found] = 1;
     }
@@ -389,7 +394,8 @@ Test(random, split_streams)
     wk_generator again = wk_generator_split(&g, 1);
     cr_assert_eq(again.seed, s1.seed);
     cr_assert_eq(again.offset, 0);
-    cr_assert_neq(wk_generator_split(&g, 1).seed, wk_generator_split(&(wk_generator){42, 0}, 1).seed);
+    cr_assert_neq(wk_generator_split(&g, 1).seed,
+                  wk_generator_split(&(wk_generator){42, 0}, 1).seed);
 }
 
 Test(random, uniform_and_normal_in_place)
@@ -401,7 +407,8 @@ Test(random, uniform_and_normal_in_place)
     cr_assert_eq(wk_uniform_(t, -2, 3, &g1), t);
     wk_tensor *r = wk_rand(WK_SHAPE(7, 5), WK_DTYPE_F32, &g2);
     for (int64_t i = 0; i < 35; i++)
-        cr_assert_eq(tu_at(t, i), (double)(float)(-2 + 5 * tu_at(r, i)), "element %lld", (long long)i);
+        cr_assert_eq(tu_at(t, i), (double)(float)(-2 + 5 * tu_at(r, i)), "element %lld",
+                     (long long)i);
     /* a slice: only its elements change */
     wk_tensor *v = wk_zeros(WK_SHAPE(4, 6), WK_DTYPE_F64);
     wk_uniform_(wk_slice(v, 1, 1, 6, 2), 10, 11, &g1);
@@ -434,19 +441,22 @@ Test(random, errors)
     wk_tensor *f = wk_empty(WK_SHAPE(3), WK_DTYPE_F32);
     expect_error(wk_uniform_(f, 2, 1, &g), "uniform_: expected finite lo <= hi, got lo=2 hi=1");
     expect_error(wk_uniform_(f, 0, INFINITY, &g), "uniform_: expected finite lo <= hi");
-    expect_error(wk_normal_(f, 0, -1, &g), "normal_: expected finite mean and std >= 0, got mean=0 std=-1");
+    expect_error(wk_normal_(f, 0, -1, &g),
+                 "normal_: expected finite mean and std >= 0, got mean=0 std=-1");
     expect_error(wk_normal_(f, NAN, 1, &g), "normal_: expected finite mean");
     expect_error(wk_uniform_(NULL, 0, 1, &g), "uniform_: input 0 is NULL");
     expect_error(wk_normal_(wk_empty(WK_SHAPE(2), WK_DTYPE_I64), 0, 1, &g),
                  "normal_: dtype int64 is not supported (expected float32, float64)");
     expect_error(wk_uniform_(wk_empty(WK_SHAPE(2), WK_DTYPE_BF16), 0, 1, &g),
-                 "uniform_: bfloat16 is a storage type; sample float32 and convert with wk_to_dtype");
+                 "uniform_: bfloat16 is a storage type; sample float32 and convert with "
+                 "wk_to_dtype");
     expect_error(wk_uniform_(wk_expand(f, WK_SHAPE(2, 3)), 0, 1, &g),
                  "uniform_: tensor of shape [2, 3] has overlapping elements");
     expect_error(wk_rand(WK_SHAPE(2), WK_DTYPE_I32, &g),
                  "rand: dtype int32 is not supported (expected float32, float64)");
     expect_error(wk_randn(WK_SHAPE(2), WK_DTYPE_F16, &g), "randn: float16 is a storage type");
-    expect_error(wk_rand(WK_SHAPE(2, -3), WK_DTYPE_F32, &g), "rand: negative size -3 in shape [2, -3]");
+    expect_error(wk_rand(WK_SHAPE(2, -3), WK_DTYPE_F32, &g),
+                 "rand: negative size -3 in shape [2, -3]");
     expect_error(wk_rand(NULL, 1, WK_DTYPE_F32, &g), "rand: invalid shape");
     wk_tensor *fake = wk_alias(f);
     fake->device = (wk_device){WK_DEVICE_CUDA, 0};
