@@ -11,7 +11,8 @@ static wk_tensor *iota(const int64_t *shape, int ndim, wk_dtype dtype)
 {
     wk_tensor *t = wk_empty(shape, ndim, WK_DTYPE_F64);
     double *p = wk_data(t);
-    for (int64_t i = 0; i < wk_numel(t); i++) p[i] = dtype == WK_DTYPE_BOOL ? (double)(i & 1) : (double)i;
+    for (int64_t i = 0; i < wk_numel(t); i++)
+        p[i] = dtype == WK_DTYPE_BOOL ? (double)(i & 1) : (double)i;
     return wk_to_dtype(t, dtype);
 }
 #define IOTA(dtype, ...) iota(WK_SHAPE(__VA_ARGS__), dtype)
@@ -476,7 +477,8 @@ Test(index, errors)
     cr_assert_eq(wk_split(x, 0, 1, p, 4), -1);
     cr_assert(strstr(wk_last_error(), "split: split_size must be > 0"), "%s", wk_last_error());
     cr_assert_eq(wk_split(s, 1, 0, p, 4), -1);
-    cr_assert(strstr(wk_last_error(), "split: expected a tensor with at least 1 dim, got shape []"),
+    cr_assert(strstr(wk_last_error(),
+                     "split: expected a tensor with at least 1 dim, got shape []"),
               "%s", wk_last_error());
     cr_assert_eq(wk_chunk(x, 0, 0, p, 4), -1);
     cr_assert(strstr(wk_last_error(), "chunk: chunks must be > 0, got 0"), "%s",

@@ -303,7 +303,8 @@ Test(linalg, zero_size_dims)
     r = wk_matmul(wk_empty(WK_SHAPE(0), WK_DTYPE_F64), wk_empty(WK_SHAPE(0), WK_DTYPE_F64));
     cr_assert_eq(r->ndim, 0);
     expect_values(r, 0, 0);
-    r = wk_bmm(wk_empty(WK_SHAPE(0, 2, 3), WK_DTYPE_F32), wk_empty(WK_SHAPE(0, 3, 4), WK_DTYPE_F32));
+    r = wk_bmm(wk_empty(WK_SHAPE(0, 2, 3), WK_DTYPE_F32),
+               wk_empty(WK_SHAPE(0, 3, 4), WK_DTYPE_F32));
     expect_shape(r, 0, 2, 4);
     r = wk_addmm(tu_f32(WK_SHAPE(2), 1, 2), wk_empty(WK_SHAPE(3, 0), WK_DTYPE_F32),
                  wk_empty(WK_SHAPE(0, 2), WK_DTYPE_F32), 0.5, 2);
