@@ -161,7 +161,7 @@ wk_tensor *wk_copy_(wk_tensor *dst, const wk_tensor *src)
 
 typedef struct {
     wk_dtype dtype;
-    _Alignas(8) char bytes[8];
+    _Alignas(8) char bytes[8]; /* store() writes doubles and int64s here */
 } fill_ctx;
 
 static void fill_loop(char **d, const int64_t *s, int64_t n, void *ctx)
