@@ -96,11 +96,8 @@ static const wki_where_kernel where_kernels[WK_DEVICE_COUNT] = {
     [WK_DEVICE_CPU] = wki_cpu_where,
 };
 
-/* The device's entry of a kernel table, or NULL with "op: no kernel for device X". */
-#define KERNEL_FOR(op, table, dev)                                                       \
-    ((unsigned)(dev).type < WK_DEVICE_COUNT && (table)[(dev).type]                       \
-         ? (table)[(dev).type]                                                           \
-         : (no_kernel(op, dev), NULL))
+/* The device's entry of a kernel table (NULL when that backend has none). */
+#define KERNEL_FOR(table, dev) ((unsigned)(dev).type < WK_DEVICE_COUNT ? (table)[(dev).type] : NULL)
 
 static void no_kernel(const char *op, wk_device dev)
 {
@@ -210,8 +207,11 @@ static wk_tensor *unary_op(wk_unary_op op, wk_tensor *x, double lo, double hi)
     if (op == WK_UNARY_CLAMP && !wk_dtype_is_float(x->dtype) &&
         ((!isnan(lo) && lo != nearbyint(lo)) || (!isnan(hi) && hi != nearbyint(hi))))
         out_dtype = WK_DTYPE_F32;
-    wki_unary_kernel kernel = KERNEL_FOR(name, unary_kernels, x->device);
-    if (!kernel) return NULL;
+    wki_unary_kernel kernel = KERNEL_FOR(unary_kernels, x->device);
+    if (!kernel) {
+        no_kernel(name, x->device);
+        return NULL;
+    }
     wk_tensor *out = wki_empty_on(x->shape, x->ndim, out_dtype, x->device);
     if (!out) return NULL;
     if (kernel(op, out, x, (const double[]){lo, hi}) != WKI_EW_OK) {
@@ -282,8 +282,11 @@ static wk_tensor *binary_op(wk_binary_op op, wk_tensor *a, wk_tensor *b, wk_dtyp
     }
     wk_dtype compute = (flags & BIN_TRUE_DIV) && !wk_dtype_is_float(r) ? WK_DTYPE_F32 : r;
     wk_dtype out_dtype = flags & BIN_CMP ? WK_DTYPE_BOOL : compute;
-    wki_binary_kernel kernel = KERNEL_FOR(name, binary_kernels, dev);
-    if (!kernel) return NULL;
+    wki_binary_kernel kernel = KERNEL_FOR(binary_kernels, dev);
+    if (!kernel) {
+        no_kernel(name, dev);
+        return NULL;
+    }
     wk_tensor *out = wki_empty_on(shape, nd, out_dtype, dev);
     if (!out) return NULL;
     wki_ew_status st = kernel(op, out, a, b, compute);
@@ -359,6 +362,7 @@ static wk_tensor *scalar_tensor(scalar_box *box, wk_dtype dtype, double s)
     box->t.storage = &box->s;
     box->t.dtype = dtype;
     box->t.device = WK_CPU;
+    box->t.frame_slot = -1; /* in no frame: never released */
     wki_ew_convert(dtype, &box->v, WK_DTYPE_F64, (const char *)&s, 0, 1);
     return &box->t;
 }
@@ -447,8 +451,11 @@ wk_tensor *wk_where(wk_tensor *cond, wk_tensor *a, wk_tensor *b)
     int64_t shape[WK_MAX_DIMS];
     int nd;
     if (!wki_broadcast_shape("where", 3, ins, shape, &nd)) return NULL;
-    wki_where_kernel kernel = KERNEL_FOR("where", where_kernels, dev);
-    if (!kernel) return NULL;
+    wki_where_kernel kernel = KERNEL_FOR(where_kernels, dev);
+    if (!kernel) {
+        no_kernel("where", dev);
+        return NULL;
+    }
     wk_tensor *out = wki_empty_on(shape, nd, wk_result_type(a, b), dev);
     if (!out) return NULL;
     if (kernel(out, cond, a, b) != WKI_EW_OK) {

@@ -87,14 +87,17 @@ wk_dtype wk_result_type(const wk_tensor *a, const wk_tensor *b);
 
 /* ---- the two front-ends ---- */
 
-/* op(x) element-wise. Errors: invalid op, bf16/f16 input, op not defined for bool. */
+/* op(x) element-wise. Errors: invalid op, bf16/f16 input, op not defined for bool, no
+ * kernel for x's device. */
 wk_tensor *wk_unary(wk_unary_op op, wk_tensor *x);
 /* op(a, b) element-wise over the broadcast shape of a and b. Errors: shapes that do not
  * broadcast, bf16/f16 inputs, different devices (a 0-d CPU tensor goes with any device),
  * integer division by zero (floor_divide, remainder), ops not defined for bool. */
 wk_tensor *wk_binary(wk_binary_op op, wk_tensor *a, wk_tensor *b);
 
-/* ---- unary ops (wk_unary(WK_UNARY_<NAME>, x)) ---- */
+/* ---- unary ops ----
+ * Each is wk_unary(WK_UNARY_<NAME>, x): see its line in wk_unary_op for the math and
+ * dtypes; a new tensor of x's shape owned by the current frame; wk_unary's errors. */
 
 wk_tensor *wk_neg(wk_tensor *x);
 wk_tensor *wk_abs(wk_tensor *x);
@@ -124,7 +127,9 @@ wk_tensor *wk_trunc(wk_tensor *x);
  * integral (or NAN), else gives float32. Errors: bool or bf16/f16 x. */
 wk_tensor *wk_clamp(wk_tensor *x, double min, double max);
 
-/* ---- binary ops (wk_binary(WK_BINARY_<NAME>, a, b)) ---- */
+/* ---- binary ops ----
+ * Each is wk_binary(WK_BINARY_<NAME>, a, b): see its line in wk_binary_op; a new tensor
+ * of the broadcast shape owned by the current frame; wk_binary's errors. */
 
 wk_tensor *wk_add(wk_tensor *a, wk_tensor *b);
 wk_tensor *wk_sub(wk_tensor *a, wk_tensor *b);
