@@ -2,14 +2,17 @@
  *
  * Layout: the kept dims are walked with the element-wise iterator (one output element,
  * or one softmax row, at a time); the reduced dims are coalesced. Three strategies:
- *  - row: the reduced dims form one (possibly strided) dim: each output reduces its row
- *    with 8 lanes in blocks of BLOCK elements (vectorised when contiguous);
- *  - column: the innermost kept dim is contiguous and long: TILE outputs are reduced
- *    together, one vectorised pass over the tile per reduced index (sum over dim 0 of a
- *    row-major matrix, softmax over channels);
- *  - otherwise the input is copied with the reduced dims innermost, then "row".
- * Determinism: a row's result depends only on its values (fixed blocks, fixed lane
- * structure, blocks combined in order), never on the thread count: threads split the
+ *  - row: the innermost reduced dim is contiguous and long, or the only one: each
+ *    output reduces its "row" (runs of that dim, under the other reduced dims) in
+ *    blocks of at most BLOCK elements with 8 lanes (vectorised when contiguous). Covers
+ *    the last dim, all dims, and (N, H, W) of an NCHW tensor without a copy;
+ *  - column: the innermost kept dim is contiguous and long: up to MAX_TILE outputs
+ *    are reduced together, one vectorised pass over the tile per reduced index, so the
+ *    input streams row by row (sum over dim 0 of a row-major matrix, softmax over
+ *    channels);
+ *  - otherwise the input is first copied with the reduced dims innermost, then "row".
+ * Determinism: a result depends only on the values and the layout (fixed blocks, fixed
+ * lanes, blocks combined in order), never on the thread count: threads split the
  * outputs, or (few outputs, long rows) the blocks of a row, whose partials are then
  * combined serially in block order. Float sums accumulate in double. */
 #include <math.h>
@@ -22,7 +25,7 @@
 
 #define LANES 8
 #define BLOCK 4096  /* elements per block of a row (a multiple of LANES) */
-#define TILE 256    /* outputs reduced together by the column kernels */
+#define MAX_TILE 16384 /* outputs reduced together by the column kernels */
 #define GRAIN 32768 /* elements of work per thread below which loops stay serial */
 
 /* What a block (row) or a lane (column) accumulates. */
@@ -48,8 +51,10 @@ typedef struct {
     int nr;        /* reduced dims after coalescing (outer first) */
     int64_t rshape[WK_MAX_DIMS], rstride[WK_MAX_DIMS]; /* strides in elements */
     int64_t rcount;      /* reduced elements per output */
-    int64_t rst;         /* row strategy: stride of the single reduced dim */
+    int64_t rst, rlen;   /* stride and size of the innermost reduced dim (the runs) */
+    int64_t bpr, nblocks; /* row strategy: blocks per run, per row */
     int64_t rost;        /* softmax: output stride along the dim */
+    int64_t tile;        /* column strategy: outputs per tile */
     bool col, row_par;
     int xi;              /* iterator operand of x (0: out, 1: indices if any) */
 } plan;
@@ -75,12 +80,6 @@ static inline double join8(const double *l)
 static inline double max_nan(double m, double v) { return v > m || v != v ? v : m; }
 static inline double min_nan(double m, double v) { return v < m || v != v ? v : m; }
 
-static inline double join8_ext(const double *l, bool is_max)
-{
-    double (*f)(double, double) = is_max ? max_nan : min_nan;
-    return f(f(f(l[0], l[1]), f(l[2], l[3])), f(f(l[4], l[5]), f(l[6], l[7])));
-}
-
 /* Element i goes to lane i % LANES, contiguous or strided alike. */
 #define BLOCK_SUM(NAME, T, G)                                                            \
     static acc NAME(const char *px, int64_t n, int64_t st, double p)                     \
@@ -100,46 +99,54 @@ static inline double join8_ext(const double *l, bool is_max)
         return (acc){.a = join8(l)};                                                     \
     }
 
+#define DEV_STEP(T, v, k)                                                                \
+    do {                                                                                 \
+        double d_ = (double)(v) - p;                                                     \
+        l[k] += d_ * d_;                                                                 \
+        m[k] += d_;                                                                      \
+    } while (0)
 #define BLOCK_DEV(NAME, T)                                                               \
     static acc NAME(const char *px, int64_t n, int64_t st, double p)                     \
     {                                                                                    \
         const T *x = (const T *)px;                                                      \
-        double l[LANES] = {0}, m[LANES] = {0};                                           \
+        double l[LANES] = {0}, m[LANES] = {0};                                         \
         int64_t i = 0;                                                                   \
-        for (; i + LANES <= n; i += LANES)                                               \
-            for (int k = 0; k < LANES; k++) {                                            \
-                double d = (double)x[(i + k) * st] - p;                                  \
-                l[k] += d * d;                                                           \
-                m[k] += d;                                                               \
-            }                                                                            \
-        for (int k = 0; i < n; i++, k++) {                                               \
-            double d = (double)x[i * st] - p;                                            \
-            l[k] += d * d;                                                               \
-            m[k] += d;                                                                   \
+        if (st == 1) {                                                                   \
+            for (; i + LANES <= n; i += LANES)                                         \
+                for (int k = 0; k < LANES; k++) DEV_STEP(T, x[i + k], k);               \
+        } else {                                                                         \
+            for (; i + LANES <= n; i += LANES)                                         \
+                for (int k = 0; k < LANES; k++) DEV_STEP(T, x[(i + k) * st], k);        \
         }                                                                                \
+        for (int k = 0; i < n; i++, k++) DEV_STEP(T, x[i * st], k);                      \
         return (acc){.a = join8(l), .b = join8(m)};                                      \
     }
 
+/* Extrema are exact, so they run in the input type, over XLANES lanes: a lane count
+ * gcc does not unroll, so the lane loop vectorises (with `|`, not `||`). */
+#define XLANES 64
 #define BLOCK_EXT(NAME, T, G, CMP, INIT, IS_MAX)                                         \
     static acc NAME(const char *px, int64_t n, int64_t st, double p)                     \
     {                                                                                    \
         (void)p;                                                                         \
         const T *x = (const T *)px;                                                      \
-        double l[LANES];                                                                 \
-        for (int k = 0; k < LANES; k++) l[k] = INIT;                                     \
+        T l[XLANES];                                                                     \
+        for (int k = 0; k < XLANES; k++) l[k] = INIT;                                    \
         int64_t i = 0;                                                                   \
         if (st == 1) {                                                                   \
-            for (; i + LANES <= n; i += LANES)                                           \
-                for (int k = 0; k < LANES; k++) {                                        \
-                    double v = G(x[i + k], 0);                                           \
-                    l[k] = v CMP l[k] || v != v ? v : l[k];                              \
+            for (; i + XLANES <= n; i += XLANES)                                         \
+                for (int k = 0; k < XLANES; k++) {                                       \
+                    T v = G(x[i + k]);                                                   \
+                    l[k] = (v CMP l[k]) | (v != v) ? v : l[k];                           \
                 }                                                                        \
         }                                                                                \
-        for (int k = 0; i < n; i++, k = (k + 1) % LANES) {                               \
-            double v = G(x[i * st], 0);                                                  \
-            l[k] = v CMP l[k] || v != v ? v : l[k];                                      \
+        double r = INIT;                                                                 \
+        for (int k = 0; k < XLANES; k++) r = IS_MAX ? max_nan(r, l[k]) : min_nan(r, l[k]); \
+        for (; i < n; i++) {                                                             \
+            double v = G(x[i * st]);                                                     \
+            r = IS_MAX ? max_nan(r, v) : min_nan(r, v);                                  \
         }                                                                                \
-        return (acc){.a = join8_ext(l, IS_MAX)};                                         \
+        return (acc){.a = r};                                                            \
     }
 
 #define BLOCK_ISUM(NAME, T)                                                              \
@@ -168,7 +175,9 @@ static inline double join8_ext(const double *l, bool is_max)
         return (acc){.i = m};                                                            \
     }
 
-#define FLOAT_BLOCKS(S, T, GEXP)                                                         \
+#define G_ID(x) (x)
+
+#define FLOAT_BLOCKS(S, T, GEXP, ABS)                                                    \
     BLOCK_SUM(S##_b_sum, T, G_SUM)                                                       \
     BLOCK_SUM(S##_b_abs, T, G_ABS)                                                       \
     BLOCK_SUM(S##_b_sqr, T, G_SQR)                                                       \
@@ -176,17 +185,17 @@ static inline double join8_ext(const double *l, bool is_max)
     BLOCK_SUM(S##_b_nz, T, G_NZ)                                                         \
     BLOCK_SUM(S##_b_exp, T, GEXP)                                                        \
     BLOCK_DEV(S##_b_dev, T)                                                              \
-    BLOCK_EXT(S##_b_max, T, G_SUM, >, -INFINITY, true)                                   \
-    BLOCK_EXT(S##_b_min, T, G_SUM, <, INFINITY, false)                                   \
-    BLOCK_EXT(S##_b_amax, T, G_ABS, >, -INFINITY, true)                                  \
-    BLOCK_EXT(S##_b_amin, T, G_ABS, <, INFINITY, false)
+    BLOCK_EXT(S##_b_max, T, G_ID, >, -INFINITY, true)                                    \
+    BLOCK_EXT(S##_b_min, T, G_ID, <, INFINITY, false)                                    \
+    BLOCK_EXT(S##_b_amax, T, ABS, >, -INFINITY, true)                                    \
+    BLOCK_EXT(S##_b_amin, T, ABS, <, INFINITY, false)
 #define INT_BLOCKS(S, T)                                                                 \
     BLOCK_ISUM(S##_b_isum, T)                                                            \
     BLOCK_IEXT(S##_b_imax, T, >, INT64_MIN)                                              \
     BLOCK_IEXT(S##_b_imin, T, <, INT64_MAX)
 
-FLOAT_BLOCKS(f32, float, G_EXPF)
-FLOAT_BLOCKS(f64, double, G_EXPD)
+FLOAT_BLOCKS(f32, float, G_EXPF, fabsf)
+FLOAT_BLOCKS(f64, double, G_EXPD, fabs)
 INT_BLOCKS(i32, int32_t)
 INT_BLOCKS(i64, int64_t)
 INT_BLOCKS(u8, uint8_t)
@@ -227,34 +236,50 @@ static acc combine(enum kind k, acc x, acc y)
     return x;
 }
 
-/* Reduce the row at x (rcount elements, stride rst) with kind k: blocks combined in
- * order, the blocks computed in parallel when the plan asks for it. */
+/* Byte offset in a row and length of its block b (blocks never straddle runs). */
+static inline int64_t block_at(const plan *pl, int64_t b, int64_t *len)
+{
+    int64_t o = b / pl->bpr, c = b % pl->bpr, rem = pl->rlen - c * BLOCK;
+    int64_t off = c * BLOCK * pl->rst;
+    for (int d = pl->nr - 2; d >= 0 && o; d--) {
+        off += o % pl->rshape[d] * pl->rstride[d];
+        o /= pl->rshape[d];
+    }
+    *len = rem < BLOCK ? rem : BLOCK;
+    return off * (int64_t)pl->esize;
+}
+
+/* Reduce the row at x with kind k: blocks combined in order, computed in parallel when
+ * the plan asks for it (same result). */
 static acc fold(const plan *pl, enum kind k, const char *x, double p)
 {
     block_fn f = blocks[pl->dt][k];
-    int64_t n = pl->rcount, st = pl->rst, nb = (n + BLOCK - 1) / BLOCK;
-    int64_t step = BLOCK * st * (int64_t)pl->esize;
+    int64_t nb = pl->nblocks, len;
     acc r = identity(k);
     acc *part = pl->row_par && nb >= 2 ? malloc((size_t)nb * sizeof *part) : NULL;
     if (part) {
-#pragma omp parallel for num_threads(wki_threads_for(n, GRAIN)) schedule(static)
-        for (int64_t b = 0; b < nb; b++)
-            part[b] = f(x + b * step, n - b * BLOCK < BLOCK ? n - b * BLOCK : BLOCK, st, p);
+#pragma omp parallel for num_threads(wki_threads_for(pl->rcount, GRAIN)) private(len)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t off = block_at(pl, b, &len);
+            part[b] = f(x + off, len, pl->rst, p);
+        }
         for (int64_t b = 0; b < nb; b++)
             r = combine(k, r, part[b]);
         free(part);
         return r;
     }
-    for (int64_t b = 0; b < nb; b++)
-        r = combine(k, r, f(x + b * step, n - b * BLOCK < BLOCK ? n - b * BLOCK : BLOCK, st, p));
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t off = block_at(pl, b, &len);
+        r = combine(k, r, f(x + off, len, pl->rst, p));
+    }
     return r;
 }
 
-/* ---- columns: TILE outputs at once, contiguous along the kept dim ---- */
+/* ---- columns: a tile of outputs at once, contiguous along the kept dim ---- */
 
 typedef struct {
-    double a[TILE], b[TILE];
-    int64_t i[TILE], v[TILE];
+    double *a, *b;
+    int64_t *i, *v;
 } lanes;
 
 /* Offset (elements) of successive reduced indices, in row-major order. */
@@ -328,7 +353,8 @@ typedef void (*col_fn)(const char *x, int64_t w, const plan *pl, const double *p
                      lanes *o)                                                           \
     {                                                                                    \
         (void)p;                                                                         \
-        uint64_t s[TILE] = {0};                                                          \
+        uint64_t *restrict s = (uint64_t *)o->v; /* wraps like int64 */                 \
+        for (int64_t j = 0; j < w; j++) s[j] = 0;                                        \
         cursor c = {0};                                                                  \
         for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                  \
             const T *restrict x = (const T *)px + c.off;                                 \
@@ -388,7 +414,7 @@ static const col_fn cols[WK_DTYPE_COUNT][K_COUNT] = {
 
 /* ---- arg-extrema: first occurrence, NaN counts as the extreme ---- */
 
-/* Index of the first element equal to v (to the first NaN when v is NaN). */
+/* Index of the first element equal to v (the first NaN when v is NaN); n if none. */
 typedef int64_t (*find_fn)(const char *x, int64_t n, int64_t st, double v, int64_t iv);
 
 #define FIND_F(NAME, T)                                                                  \
@@ -398,9 +424,9 @@ typedef int64_t (*find_fn)(const char *x, int64_t n, int64_t st, double v, int64
         const T *x = (const T *)px;                                                      \
         int64_t i = 0;                                                                   \
         if (v != v)                                                                      \
-            while (i < n - 1 && x[i * st] == x[i * st]) i++;                             \
+            while (i < n && x[i * st] == x[i * st]) i++;                                 \
         else                                                                             \
-            while (i < n - 1 && (double)x[i * st] != v) i++;                             \
+            while (i < n && (double)x[i * st] != v) i++;                                 \
         return i;                                                                        \
     }
 #define FIND_I(NAME, T)                                                                  \
@@ -409,7 +435,7 @@ typedef int64_t (*find_fn)(const char *x, int64_t n, int64_t st, double v, int64
         (void)v;                                                                         \
         const T *x = (const T *)px;                                                      \
         int64_t i = 0;                                                                   \
-        while (i < n - 1 && (int64_t)x[i * st] != iv) i++;                               \
+        while (i < n && (int64_t)x[i * st] != iv) i++;                                   \
         return i;                                                                        \
     }
 FIND_F(f32_find, float)
@@ -634,12 +660,22 @@ static void row_one(const plan *pl, char *out, char *idx, const char *x)
     if (is_arg_op(op)) {
         bool mx = is_max_op(op);
         acc v = fold(pl, fl ? (mx ? K_MAX : K_MIN) : (mx ? K_IMAX : K_IMIN), x, 0);
-        int64_t i = finds[pl->dt](x, pl->rcount, pl->rst, v.a, v.i);
+        /* The first block holding that value; the index counts in row-major order. */
+        int64_t i = 0, off = 0, len;
+        for (int64_t b = 0; b < pl->nblocks; b++) {
+            off = block_at(pl, b, &len);
+            int64_t j = finds[pl->dt](x + off, len, pl->rst, v.a, v.i);
+            if (j < len) {
+                i = b / pl->bpr * pl->rlen + b % pl->bpr * BLOCK + j;
+                off += j * pl->rst * (int64_t)pl->esize;
+                break;
+            }
+        }
         if (op == WK_REDUCE_ARGMAX || op == WK_REDUCE_ARGMIN) {
             *(int64_t *)out = i;
             return;
         }
-        memcpy(out, x + i * pl->rst * (int64_t)pl->esize, pl->esize);
+        memcpy(out, x + off, pl->esize);
         if (idx) *(int64_t *)idx = i;
         return;
     }
@@ -656,61 +692,82 @@ static void row_one(const plan *pl, char *out, char *idx, const char *x)
     put_f(pl->dt, out, finish(op, pl->arg, r1, r2, n));
 }
 
+/* Per-thread scratch of the column kernels: 9 arrays of plan.tile elements. */
+typedef struct {
+    lanes l1, l2;
+    double *p;
+} workspace;
+
+#define WS_ARRAYS 9
+
+static void workspace_init(workspace *ws, double *mem, int64_t tile)
+{
+    ws->l1 = (lanes){mem, mem + tile, (int64_t *)(mem + 2 * tile), (int64_t *)(mem + 3 * tile)};
+    ws->l2 = (lanes){mem + 4 * tile, mem + 5 * tile, (int64_t *)(mem + 6 * tile),
+                     (int64_t *)(mem + 7 * tile)};
+    ws->p = mem + 8 * tile;
+}
+
 /* Column strategy: w outputs (os elements apart) whose inputs are contiguous at x. */
-static void col_tile(const plan *pl, char *out, char *idx, const char *x, int64_t w,
-                     int64_t os)
+static void col_tile(const plan *pl, workspace *ws, char *out, char *idx, const char *x,
+                     int64_t w, int64_t os)
 {
     wk_reduce_op op = pl->op;
     bool fl = wk_dtype_is_float(pl->dt);
     wk_dtype odt = op == WK_REDUCE_SUM && !fl ? WK_DTYPE_I64 : pl->dt;
     size_t osz = wk_dtype_size(odt);
-    lanes l1, l2;
-    double p[TILE];
+    lanes *l1 = &ws->l1, *l2 = &ws->l2;
+    double *p = ws->p;
     if (is_softmax(op)) {
-        cols[pl->dt][K_MAX](x, w, pl, p, &l1);
+        cols[pl->dt][K_MAX](x, w, pl, p, l1);
         softmax_col_fn f = pl->dt == WK_DTYPE_F32 ? f32_softmax_col : f64_softmax_col;
-        f(x, out, w, os, pl, l1.a, l2.a, op == WK_REDUCE_LOG_SOFTMAX);
+        f(x, out, w, os, pl, l1->a, l2->a, op == WK_REDUCE_LOG_SOFTMAX);
         return;
     }
     if (is_arg_op(op)) {
-        col_args[pl->dt][is_max_op(op) ? 0 : 1](x, w, pl, &l1);
+        col_args[pl->dt][is_max_op(op) ? 0 : 1](x, w, pl, l1);
         bool only_idx = op == WK_REDUCE_ARGMAX || op == WK_REDUCE_ARGMIN;
         for (int64_t j = 0; j < w; j++) {
             if (only_idx) {
-                ((int64_t *)out)[j * os] = l1.i[j];
+                ((int64_t *)out)[j * os] = l1->i[j];
                 continue;
             }
-            if (fl) put_f(pl->dt, out + j * os * (int64_t)osz, l1.a[j]);
-            else put_i(pl->dt, out + j * os * (int64_t)osz, l1.v[j]);
-            if (idx) ((int64_t *)idx)[j] = l1.i[j];
+            if (fl) put_f(pl->dt, out + j * os * (int64_t)osz, l1->a[j]);
+            else put_i(pl->dt, out + j * os * (int64_t)osz, l1->v[j]);
+            if (idx) ((int64_t *)idx)[j] = l1->i[j];
         }
         return;
     }
     if (!fl) {
         enum kind k = op == WK_REDUCE_SUM ? K_ISUM : op == WK_REDUCE_AMAX ? K_IMAX : K_IMIN;
-        cols[pl->dt][k](x, w, pl, p, &l1);
-        for (int64_t j = 0; j < w; j++) put_i(odt, out + j * os * (int64_t)osz, l1.i[j]);
+        cols[pl->dt][k](x, w, pl, p, l1);
+        for (int64_t j = 0; j < w; j++) put_i(odt, out + j * os * (int64_t)osz, l1->i[j]);
         return;
     }
     recipe rc = recipe_of(op, pl->arg);
     double n = (double)pl->rcount;
     for (int64_t j = 0; j < w; j++) p[j] = rc.p1;
-    cols[pl->dt][rc.k1](x, w, pl, p, &l1);
+    cols[pl->dt][rc.k1](x, w, pl, p, l1);
     if (rc.k2 != K_NONE) {
         for (int64_t j = 0; j < w; j++)
-            p[j] = second_param(op, (acc){.a = l1.a[j]}, n);
-        cols[pl->dt][rc.k2](x, w, pl, p, &l2);
+            p[j] = second_param(op, (acc){.a = l1->a[j]}, n);
+        cols[pl->dt][rc.k2](x, w, pl, p, l2);
     }
     for (int64_t j = 0; j < w; j++) {
-        acc r1 = {.a = l1.a[j], .b = l1.b[j]}, r2 = {0};
-        if (rc.k2 != K_NONE) r2 = (acc){.a = l2.a[j], .b = l2.b[j]};
+        acc r1 = {.a = l1->a[j], .b = l1->b[j]}, r2 = {0};
+        if (rc.k2 != K_NONE) r2 = (acc){.a = l2->a[j], .b = l2->b[j]};
         put_f(pl->dt, out + j * os * (int64_t)osz, finish(op, pl->arg, r1, r2, n));
     }
 }
 
+typedef struct {
+    const plan *pl;
+    workspace *ws; /* this thread's, for the column strategy */
+} loop_ctx;
+
 static void reduce_loop(char **d, const int64_t *s, int64_t n, void *ctx)
 {
-    const plan *pl = ctx;
+    const plan *pl = ((loop_ctx *)ctx)->pl;
     bool has_idx = pl->xi == 2;
     char *out = d[0], *idx = has_idx ? d[1] : NULL;
     const char *x = d[pl->xi];
@@ -721,13 +778,34 @@ static void reduce_loop(char **d, const int64_t *s, int64_t n, void *ctx)
                            ? WK_DTYPE_I64
                            : pl->dt;
         int64_t os = so / (int64_t)wk_dtype_size(odt);
-        for (int64_t j = 0; j < n; j += TILE)
-            col_tile(pl, out + j * so, idx ? idx + j * si : NULL, x + j * sx,
-                     n - j < TILE ? n - j : TILE, os);
+        for (int64_t j = 0; j < n; j += pl->tile)
+            col_tile(pl, ((loop_ctx *)ctx)->ws, out + j * so, idx ? idx + j * si : NULL,
+                     x + j * sx, n - j < pl->tile ? n - j : pl->tile, os);
         return;
     }
     for (int64_t k = 0; k < n; k++)
         row_one(pl, out + k * so, idx ? idx + k * si : NULL, x + k * sx);
+}
+
+/* Reduce a copy of x with the reduced dims innermost and row-major (one run per row). */
+static bool reduce_copy(wk_reduce_op op, wk_tensor *x, const bool *reduced, double arg,
+                        wk_tensor *out, wk_tensor *indices)
+{
+    int perm[WK_MAX_DIMS], np = 0;
+    bool red2[WK_MAX_DIMS] = {0};
+    for (int d = 0; d < x->ndim; d++)
+        if (!reduced[d]) perm[np++] = d;
+    for (int d = 0; d < x->ndim; d++)
+        if (reduced[d]) {
+            red2[np] = true;
+            perm[np++] = d;
+        }
+    wk_tensor *xp = wk_permute(x, perm, x->ndim);
+    wk_tensor *xc = xp ? wk_clone(xp) : NULL;
+    bool ok = xc && wki_cpu_reduce(op, xc, red2, arg, out, indices);
+    wk_tensor_free(xc);
+    wk_tensor_free(xp);
+    return ok;
 }
 
 bool wki_cpu_reduce(wk_reduce_op op, wk_tensor *x, const bool *reduced, double arg,
@@ -773,7 +851,10 @@ bool wki_cpu_reduce(wk_reduce_op op, wk_tensor *x, const bool *reduced, double a
         }
     }
     if (pl.rcount == 0) pl.nr = 0;
+    pl.rlen = pl.nr ? pl.rshape[pl.nr - 1] : pl.rcount;
     pl.rst = pl.nr ? pl.rstride[pl.nr - 1] : 0;
+    pl.bpr = (pl.rlen + BLOCK - 1) / BLOCK;
+    pl.nblocks = pl.rlen ? pl.rcount / pl.rlen * pl.bpr : 0;
 
     const wk_tensor *ops[3] = {&ok, &ik, &xk};
     int nops = indices ? 3 : 2;
@@ -783,39 +864,38 @@ bool wki_cpu_reduce(wk_reduce_op op, wk_tensor *x, const bool *reduced, double a
     wki_iter_init(&it, nops, ops);
     int64_t nout = it.numel;
 
-    bool contiguous_row = pl.nr == 0 || (pl.nr == 1 && pl.rst == 1);
-    pl.col = !contiguous_row && it.strides[pl.xi][0] == (int64_t)pl.esize && it.shape[0] >= 8;
-    if (!pl.col && pl.nr > 1) {
-        /* Strided multi-dim rows: copy with the reduced dims innermost, row-major. */
-        int perm[WK_MAX_DIMS], np = 0;
-        bool red2[WK_MAX_DIMS] = {0};
-        for (int d = 0; d < x->ndim; d++)
-            if (!reduced[d]) perm[np++] = d;
-        for (int d = 0; d < x->ndim; d++)
-            if (reduced[d]) {
-                red2[np] = true;
-                perm[np++] = d;
-            }
-        wk_tensor *xp = wk_permute(x, perm, x->ndim);
-        wk_tensor *xc = xp ? wk_clone(xp) : NULL;
-        bool ok2 = xc && wki_cpu_reduce(op, xc, red2, arg, out, indices);
-        wk_tensor_free(xc);
-        wk_tensor_free(xp);
-        return ok2;
-    }
+    bool good_row = pl.nr == 0 || (pl.rst == 1 && (pl.nr == 1 || pl.rlen >= 64));
+    pl.col = !good_row && it.strides[pl.xi][0] == (int64_t)pl.esize && it.shape[0] >= 8;
+    if (!good_row && !pl.col && pl.nr > 1) return reduce_copy(op, x, reduced, arg, out, indices);
 
     int64_t work = nout * (pl.rcount > 1 ? pl.rcount : 1);
-    pl.row_par = !pl.col && !soft && nout < wk_get_num_threads() && pl.rcount >= 2 * BLOCK;
+    pl.row_par = !pl.col && !soft && nout < wk_get_num_threads() && pl.nblocks >= 2;
     int nt = pl.row_par ? 1 : wki_threads_for(work, GRAIN);
     if (nt > nout) nt = (int)nout;
+    workspace ws[nt > 0 ? nt : 1];
+    double *mem = NULL;
+    if (pl.col) {
+        pl.tile = it.shape[0] < MAX_TILE ? it.shape[0] : MAX_TILE;
+        size_t bytes = (size_t)nt * WS_ARRAYS * (size_t)pl.tile * sizeof(double);
+        if (!(mem = malloc(bytes))) {
+            wk_set_error("%s: out of memory (%zu bytes of scratch)", wk_reduce_op_name(op),
+                         bytes);
+            return false;
+        }
+        for (int t = 0; t < nt; t++)
+            workspace_init(&ws[t], mem + (size_t)t * WS_ARRAYS * (size_t)pl.tile, pl.tile);
+    }
     if (nt <= 1) {
-        wki_iter_run_range(&it, reduce_loop, &pl, 0, nout);
-        return true;
-    }
+        loop_ctx ctx = {&pl, &ws[0]};
+        wki_iter_run_range(&it, reduce_loop, &ctx, 0, nout);
+    } else {
 #pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num(), T = omp_get_num_threads();
-        wki_iter_run_range(&it, reduce_loop, &pl, nout * t / T, nout * (t + 1) / T);
+        {
+            int t = omp_get_thread_num(), T = omp_get_num_threads();
+            loop_ctx ctx = {&pl, &ws[t]};
+            wki_iter_run_range(&it, reduce_loop, &ctx, nout * t / T, nout * (t + 1) / T);
+        }
     }
+    free(mem);
     return true;
 }

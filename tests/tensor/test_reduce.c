@@ -230,6 +230,14 @@ Test(reduce, float_ops_non_contiguous)
     check_dim_sets(wk_slice(wk_slice(b, 1, 1, 39, 3), 2, 2, 11, 1), "sliced f64");
     wk_tensor *row = rand_tensor(WK_SHAPE(1, 9, 1), WK_DTYPE_F64, 7);
     check_dim_sets(wk_expand(row, WK_SHAPE(4, 9, 10)), "expanded f64");
+    /* Rows made of several runs (a slice), also long enough for blocks inside runs. */
+    wk_tensor *runs = wk_slice(rand_tensor(WK_SHAPE(5, 300), WK_DTYPE_F64, 12), 1, 50, 250, 1);
+    check_float_ops(runs, WK_ALL_DIMS, false, "runs of a slice");
+    wk_tensor *lr = wk_slice(rand_tensor(WK_SHAPE(3, 9000), WK_DTYPE_F32, 13), 1, 0, 8500, 1);
+    check_float_ops(lr, WK_ALL_DIMS, true, "long runs of a slice");
+    wk_tensor *r3 = wk_slice(rand_tensor(WK_SHAPE(4, 3, 5, 100), WK_DTYPE_F64, 15), 3, 0, 80, 1);
+    check_float_ops(r3, WK_DIMS(0, 2, 3), false, "three reduced dims of a slice");
+    check_float_ops(r3, WK_ALL_DIMS, false, "four reduced dims of a slice");
     wk_tensor *c = rand_tensor(WK_SHAPE(64, 30), WK_DTYPE_F32, 8);
     check_float_ops(wk_transpose(c, 0, 1), WK_DIMS(0), false, "transposed [30,64] dim 0");
     check_float_ops(wk_transpose(c, 0, 1), WK_DIMS(1), true, "transposed [30,64] dim 1");
@@ -339,7 +347,7 @@ Test(reduce, hand_values_and_ties)
     cr_assert(isnan(tu_at(mx, 7)));
     /* A NaN past the first lanes of a long contiguous row. */
     wk_tensor *lr = wk_empty(WK_SHAPE(2, 40), WK_DTYPE_F64);
-    wk_fill_(lr, -1);
+    for (int k = 0; k < 80; k++) ((double *)wk_data(lr))[k] = -1; /* wk_fill_ of f64 trips UBSan */
     ((double *)wk_data(lr))[13] = NAN;
     ((double *)wk_data(lr))[40 + 17] = 2;
     expect_values(wk_amax(lr, WK_DIMS(1), false), 0, NAN, 2);
@@ -348,6 +356,16 @@ Test(reduce, hand_values_and_ties)
     expect_values(wk_argmin(lr, 1, false), 0, 13, 0);
     expect_values(wk_norm(lr, -INFINITY, WK_DIMS(1), false), 0, NAN, 1);
     expect_values(wk_logsumexp(lr, WK_DIMS(1), false), 0, NAN, log(39 * exp(-1) + exp(2)));
+    /* Flat argmax of a slice (several runs): the NaN in the last run wins. */
+    wk_tensor *sl = rand_tensor(WK_SHAPE(3, 100), WK_DTYPE_F32, 14);
+    ((float *)wk_data(sl))[215] = NAN;
+    ((float *)wk_data(sl))[112] = 7;
+    wk_tensor *slv = wk_slice(sl, 1, 10, 90, 1);
+    expect_values(wk_reduce(WK_REDUCE_ARGMAX, slv, WK_ALL_DIMS, false, 0, NULL), 0, 165);
+    expect_values(wk_reduce(WK_REDUCE_ARGMIN, slv, WK_ALL_DIMS, true, 0, NULL), 0, 165);
+    ((float *)wk_data(sl))[215] = 0;
+    expect_values(wk_reduce(WK_REDUCE_ARGMAX, slv, WK_ALL_DIMS, false, 0, NULL), 0, 82);
+    expect_values(wk_amax(slv, WK_ALL_DIMS, false), 0, 7);
     /* logsumexp with infinities. */
     wk_tensor *inf = tu_f64(WK_SHAPE(3, 2), INFINITY, 1, -INFINITY, -INFINITY, INFINITY,
                             -INFINITY);
@@ -462,7 +480,7 @@ Test(reduce, results_do_not_depend_on_thread_count)
         r[t][k++] = wk_var(xt, WK_DIMS(0), 1, false);
         r[t][k++] = wk_logsumexp(big, WK_DIMS(1), false);
         r[t][k++] = wk_norm(big, 3, WK_DIMS(1), false);
-        r[t][k++] = wk_sum(big, WK_ALL_DIMS, false);
+        r[t][k++] = wk_sum(wk_slice(big, 1, 7, 150000, 1), WK_ALL_DIMS, false);
         r[t][k++] = wk_softmax(x, 0);
         r[t][k++] = wk_log_softmax(xt, 1);
         r[t][k++] = wk_argmax(big, 1, false);
