@@ -135,8 +135,8 @@ wk_tensor *wk_reduce(wk_reduce_op op, wk_tensor *x, const int *dims, int ndims, 
     bool no_identity = info->no_identity || (op == WK_REDUCE_NORM && isinf(arg));
     for (int d = 0; d < x->ndim && no_identity; d++) {
         if (reduced[d] && x->shape[d] == 0) {
-            wk_set_error("%s: cannot reduce an empty dim %d of a tensor of shape %s (the "
-                         "op has no identity)",
+            wk_set_error("%s: cannot reduce an empty dim %d of a tensor of shape %s (no "
+                         "identity)",
                          info->name, d, wki_shape_s(x));
             return NULL;
         }

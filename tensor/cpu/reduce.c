@@ -81,117 +81,117 @@ static inline double max_nan(double m, double v) { return v > m || v != v ? v : 
 static inline double min_nan(double m, double v) { return v < m || v != v ? v : m; }
 
 /* Element i goes to lane i % LANES, contiguous or strided alike. */
-#define BLOCK_SUM(NAME, T, G)                                                            \
-    static acc NAME(const char *px, int64_t n, int64_t st, double p)                     \
-    {                                                                                    \
-        (void)p; /* only some g use it */                                                \
-        const T *x = (const T *)px;                                                      \
-        double l[LANES] = {0};                                                           \
-        int64_t i = 0;                                                                   \
-        if (st == 1) {                                                                   \
-            for (; i + LANES <= n; i += LANES)                                           \
-                for (int k = 0; k < LANES; k++) l[k] += G(x[i + k], p);                  \
-        } else {                                                                         \
-            for (; i + LANES <= n; i += LANES)                                           \
-                for (int k = 0; k < LANES; k++) l[k] += G(x[(i + k) * st], p);           \
-        }                                                                                \
-        for (int k = 0; i < n; i++, k++) l[k] += G(x[i * st], p);                        \
-        return (acc){.a = join8(l)};                                                     \
+#define BLOCK_SUM(NAME, T, G)                                                           \
+    static acc NAME(const char *px, int64_t n, int64_t st, double p)                    \
+    {                                                                                   \
+        (void)p; /* only some g use it */                                               \
+        const T *x = (const T *)px;                                                     \
+        double l[LANES] = {0};                                                          \
+        int64_t i = 0;                                                                  \
+        if (st == 1) {                                                                  \
+            for (; i + LANES <= n; i += LANES)                                          \
+                for (int k = 0; k < LANES; k++) l[k] += G(x[i + k], p);                 \
+        } else {                                                                        \
+            for (; i + LANES <= n; i += LANES)                                          \
+                for (int k = 0; k < LANES; k++) l[k] += G(x[(i + k) * st], p);          \
+        }                                                                               \
+        for (int k = 0; i < n; i++, k++) l[k] += G(x[i * st], p);                       \
+        return (acc){.a = join8(l)};                                                    \
     }
 
-#define DEV_STEP(T, v, k)                                                                \
-    do {                                                                                 \
-        double d_ = (double)(v) - p;                                                     \
-        l[k] += d_ * d_;                                                                 \
-        m[k] += d_;                                                                      \
+#define DEV_STEP(v, k)                                                                  \
+    do {                                                                                \
+        double d_ = (double)(v) - p;                                                    \
+        l[k] += d_ * d_;                                                                \
+        m[k] += d_;                                                                     \
     } while (0)
-#define BLOCK_DEV(NAME, T)                                                               \
-    static acc NAME(const char *px, int64_t n, int64_t st, double p)                     \
-    {                                                                                    \
-        const T *x = (const T *)px;                                                      \
-        double l[LANES] = {0}, m[LANES] = {0};                                         \
-        int64_t i = 0;                                                                   \
-        if (st == 1) {                                                                   \
-            for (; i + LANES <= n; i += LANES)                                         \
-                for (int k = 0; k < LANES; k++) DEV_STEP(T, x[i + k], k);               \
-        } else {                                                                         \
-            for (; i + LANES <= n; i += LANES)                                         \
-                for (int k = 0; k < LANES; k++) DEV_STEP(T, x[(i + k) * st], k);        \
-        }                                                                                \
-        for (int k = 0; i < n; i++, k++) DEV_STEP(T, x[i * st], k);                      \
-        return (acc){.a = join8(l), .b = join8(m)};                                      \
+#define BLOCK_DEV(NAME, T)                                                              \
+    static acc NAME(const char *px, int64_t n, int64_t st, double p)                    \
+    {                                                                                   \
+        const T *x = (const T *)px;                                                     \
+        double l[LANES] = {0}, m[LANES] = {0};                                          \
+        int64_t i = 0;                                                                  \
+        if (st == 1) {                                                                  \
+            for (; i + LANES <= n; i += LANES)                                          \
+                for (int k = 0; k < LANES; k++) DEV_STEP(x[i + k], k);                  \
+        } else {                                                                        \
+            for (; i + LANES <= n; i += LANES)                                          \
+                for (int k = 0; k < LANES; k++) DEV_STEP(x[(i + k) * st], k);           \
+        }                                                                               \
+        for (int k = 0; i < n; i++, k++) DEV_STEP(x[i * st], k);                        \
+        return (acc){.a = join8(l), .b = join8(m)};                                     \
     }
 
 /* Extrema are exact, so they run in the input type, over XLANES lanes: a lane count
  * gcc does not unroll, so the lane loop vectorises (with `|`, not `||`). */
 #define XLANES 64
-#define BLOCK_EXT(NAME, T, G, CMP, INIT, IS_MAX)                                         \
-    static acc NAME(const char *px, int64_t n, int64_t st, double p)                     \
-    {                                                                                    \
-        (void)p;                                                                         \
-        const T *x = (const T *)px;                                                      \
-        T l[XLANES];                                                                     \
-        for (int k = 0; k < XLANES; k++) l[k] = INIT;                                    \
-        int64_t i = 0;                                                                   \
-        if (st == 1) {                                                                   \
-            for (; i + XLANES <= n; i += XLANES)                                         \
-                for (int k = 0; k < XLANES; k++) {                                       \
-                    T v = G(x[i + k]);                                                   \
-                    l[k] = (v CMP l[k]) | (v != v) ? v : l[k];                           \
-                }                                                                        \
-        }                                                                                \
-        double r = INIT;                                                                 \
+#define BLOCK_EXT(NAME, T, G, CMP, INIT, IS_MAX)                                        \
+    static acc NAME(const char *px, int64_t n, int64_t st, double p)                    \
+    {                                                                                   \
+        (void)p;                                                                        \
+        const T *x = (const T *)px;                                                     \
+        T l[XLANES];                                                                    \
+        for (int k = 0; k < XLANES; k++) l[k] = INIT;                                   \
+        int64_t i = 0;                                                                  \
+        if (st == 1) {                                                                  \
+            for (; i + XLANES <= n; i += XLANES)                                        \
+                for (int k = 0; k < XLANES; k++) {                                      \
+                    T v = G(x[i + k]);                                                  \
+                    l[k] = (v CMP l[k]) | (v != v) ? v : l[k];                          \
+                }                                                                       \
+        }                                                                               \
+        double r = INIT;                                                                \
         for (int k = 0; k < XLANES; k++) r = IS_MAX ? max_nan(r, l[k]) : min_nan(r, l[k]); \
-        for (; i < n; i++) {                                                             \
-            double v = G(x[i * st]);                                                     \
-            r = IS_MAX ? max_nan(r, v) : min_nan(r, v);                                  \
-        }                                                                                \
-        return (acc){.a = r};                                                            \
+        for (; i < n; i++) {                                                            \
+            double v = G(x[i * st]);                                                    \
+            r = IS_MAX ? max_nan(r, v) : min_nan(r, v);                                 \
+        }                                                                               \
+        return (acc){.a = r};                                                           \
     }
 
-#define BLOCK_ISUM(NAME, T)                                                              \
-    static acc NAME(const char *px, int64_t n, int64_t st, double p)                     \
-    {                                                                                    \
-        (void)p;                                                                         \
-        const T *x = (const T *)px;                                                      \
-        uint64_t s = 0;                                                                  \
-        if (st == 1)                                                                     \
-            for (int64_t i = 0; i < n; i++) s += (uint64_t)x[i];                         \
-        else                                                                             \
-            for (int64_t i = 0; i < n; i++) s += (uint64_t)x[i * st];                    \
-        return (acc){.i = (int64_t)s};                                                   \
+#define BLOCK_ISUM(NAME, T)                                                             \
+    static acc NAME(const char *px, int64_t n, int64_t st, double p)                    \
+    {                                                                                   \
+        (void)p;                                                                        \
+        const T *x = (const T *)px;                                                     \
+        uint64_t s = 0;                                                                 \
+        if (st == 1)                                                                    \
+            for (int64_t i = 0; i < n; i++) s += (uint64_t)x[i];                        \
+        else                                                                            \
+            for (int64_t i = 0; i < n; i++) s += (uint64_t)x[i * st];                   \
+        return (acc){.i = (int64_t)s};                                                  \
     }
 
-#define BLOCK_IEXT(NAME, T, CMP, INIT)                                                   \
-    static acc NAME(const char *px, int64_t n, int64_t st, double p)                     \
-    {                                                                                    \
-        (void)p;                                                                         \
-        const T *x = (const T *)px;                                                      \
-        int64_t m = INIT;                                                                \
-        for (int64_t i = 0; i < n; i++) {                                                \
-            int64_t v = (int64_t)x[i * st];                                              \
-            m = v CMP m ? v : m;                                                         \
-        }                                                                                \
-        return (acc){.i = m};                                                            \
+#define BLOCK_IEXT(NAME, T, CMP, INIT)                                                  \
+    static acc NAME(const char *px, int64_t n, int64_t st, double p)                    \
+    {                                                                                   \
+        (void)p;                                                                        \
+        const T *x = (const T *)px;                                                     \
+        int64_t m = INIT;                                                               \
+        for (int64_t i = 0; i < n; i++) {                                               \
+            int64_t v = (int64_t)x[i * st];                                             \
+            m = v CMP m ? v : m;                                                        \
+        }                                                                               \
+        return (acc){.i = m};                                                           \
     }
 
 #define G_ID(x) (x)
 
-#define FLOAT_BLOCKS(S, T, GEXP, ABS)                                                    \
-    BLOCK_SUM(S##_b_sum, T, G_SUM)                                                       \
-    BLOCK_SUM(S##_b_abs, T, G_ABS)                                                       \
-    BLOCK_SUM(S##_b_sqr, T, G_SQR)                                                       \
-    BLOCK_SUM(S##_b_pow, T, G_POW)                                                       \
-    BLOCK_SUM(S##_b_nz, T, G_NZ)                                                         \
-    BLOCK_SUM(S##_b_exp, T, GEXP)                                                        \
-    BLOCK_DEV(S##_b_dev, T)                                                              \
-    BLOCK_EXT(S##_b_max, T, G_ID, >, -INFINITY, true)                                    \
-    BLOCK_EXT(S##_b_min, T, G_ID, <, INFINITY, false)                                    \
-    BLOCK_EXT(S##_b_amax, T, ABS, >, -INFINITY, true)                                    \
+#define FLOAT_BLOCKS(S, T, GEXP, ABS)                                                   \
+    BLOCK_SUM(S##_b_sum, T, G_SUM)                                                      \
+    BLOCK_SUM(S##_b_abs, T, G_ABS)                                                      \
+    BLOCK_SUM(S##_b_sqr, T, G_SQR)                                                      \
+    BLOCK_SUM(S##_b_pow, T, G_POW)                                                      \
+    BLOCK_SUM(S##_b_nz, T, G_NZ)                                                        \
+    BLOCK_SUM(S##_b_exp, T, GEXP)                                                       \
+    BLOCK_DEV(S##_b_dev, T)                                                             \
+    BLOCK_EXT(S##_b_max, T, G_ID, >, -INFINITY, true)                                   \
+    BLOCK_EXT(S##_b_min, T, G_ID, <, INFINITY, false)                                   \
+    BLOCK_EXT(S##_b_amax, T, ABS, >, -INFINITY, true)                                   \
     BLOCK_EXT(S##_b_amin, T, ABS, <, INFINITY, false)
-#define INT_BLOCKS(S, T)                                                                 \
-    BLOCK_ISUM(S##_b_isum, T)                                                            \
-    BLOCK_IEXT(S##_b_imax, T, >, INT64_MIN)                                              \
+#define INT_BLOCKS(S, T)                                                                \
+    BLOCK_ISUM(S##_b_isum, T)                                                           \
+    BLOCK_IEXT(S##_b_imax, T, >, INT64_MIN)                                             \
     BLOCK_IEXT(S##_b_imin, T, <, INT64_MAX)
 
 FLOAT_BLOCKS(f32, float, G_EXPF, fabsf)
@@ -200,7 +200,7 @@ INT_BLOCKS(i32, int32_t)
 INT_BLOCKS(i64, int64_t)
 INT_BLOCKS(u8, uint8_t)
 
-#define FLOAT_TABLE(S)                                                                   \
+#define FLOAT_TABLE(S)                                                                  \
     {[K_SUM] = S##_b_sum, [K_ABS] = S##_b_abs, [K_SQR] = S##_b_sqr, [K_POW] = S##_b_pow, \
      [K_NZ] = S##_b_nz, [K_EXP] = S##_b_exp, [K_DEV] = S##_b_dev, [K_MAX] = S##_b_max,  \
      [K_MIN] = S##_b_min, [K_AMAX] = S##_b_amax, [K_AMIN] = S##_b_amin}
@@ -300,98 +300,98 @@ static inline void cursor_next(cursor *c, const plan *pl)
 
 typedef void (*col_fn)(const char *x, int64_t w, const plan *pl, const double *p, lanes *o);
 
-#define COL_SUM(NAME, T, G)                                                              \
+#define COL_SUM(NAME, T, G)                                                             \
     static void NAME(const char *px, int64_t w, const plan *pl, const double *restrict p, \
-                     lanes *o)                                                           \
-    {                                                                                    \
-        (void)p; /* only some g use it */                                                \
-        double *restrict a = o->a;                                                       \
-        for (int64_t j = 0; j < w; j++) a[j] = 0;                                        \
-        cursor c = {0};                                                                  \
-        for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                  \
-            const T *restrict x = (const T *)px + c.off;                                 \
-            for (int64_t j = 0; j < w; j++) a[j] += G(x[j], p[j]);                       \
-        }                                                                                \
+                     lanes *o)                                                          \
+    {                                                                                   \
+        (void)p; /* only some g use it */                                               \
+        double *restrict a = o->a;                                                      \
+        for (int64_t j = 0; j < w; j++) a[j] = 0;                                       \
+        cursor c = {0};                                                                 \
+        for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                 \
+            const T *restrict x = (const T *)px + c.off;                                \
+            for (int64_t j = 0; j < w; j++) a[j] += G(x[j], p[j]);                      \
+        }                                                                               \
     }
 
-#define COL_DEV(NAME, T)                                                                 \
+#define COL_DEV(NAME, T)                                                                \
     static void NAME(const char *px, int64_t w, const plan *pl, const double *restrict p, \
-                     lanes *o)                                                           \
-    {                                                                                    \
-        double *restrict a = o->a, *restrict b = o->b;                                   \
-        for (int64_t j = 0; j < w; j++) a[j] = b[j] = 0;                                 \
-        cursor c = {0};                                                                  \
-        for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                  \
-            const T *restrict x = (const T *)px + c.off;                                 \
-            for (int64_t j = 0; j < w; j++) {                                            \
-                double d = (double)x[j] - p[j];                                          \
-                a[j] += d * d;                                                           \
-                b[j] += d;                                                               \
-            }                                                                            \
-        }                                                                                \
+                     lanes *o)                                                          \
+    {                                                                                   \
+        double *restrict a = o->a, *restrict b = o->b;                                  \
+        for (int64_t j = 0; j < w; j++) a[j] = b[j] = 0;                                \
+        cursor c = {0};                                                                 \
+        for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                 \
+            const T *restrict x = (const T *)px + c.off;                                \
+            for (int64_t j = 0; j < w; j++) {                                           \
+                double d = (double)x[j] - p[j];                                         \
+                a[j] += d * d;                                                          \
+                b[j] += d;                                                              \
+            }                                                                           \
+        }                                                                               \
     }
 
-#define COL_EXT(NAME, T, G, CMP, INIT)                                                   \
-    static void NAME(const char *px, int64_t w, const plan *pl, const double *p,         \
-                     lanes *o)                                                           \
-    {                                                                                    \
-        (void)p;                                                                         \
-        double *restrict a = o->a;                                                       \
-        for (int64_t j = 0; j < w; j++) a[j] = INIT;                                     \
-        cursor c = {0};                                                                  \
-        for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                  \
-            const T *restrict x = (const T *)px + c.off;                                 \
-            for (int64_t j = 0; j < w; j++) {                                            \
-                double v = G(x[j], 0);                                                   \
-                a[j] = v CMP a[j] || v != v ? v : a[j];                                  \
-            }                                                                            \
-        }                                                                                \
+#define COL_EXT(NAME, T, G, CMP, INIT)                                                  \
+    static void NAME(const char *px, int64_t w, const plan *pl, const double *p,        \
+                     lanes *o)                                                          \
+    {                                                                                   \
+        (void)p;                                                                        \
+        double *restrict a = o->a;                                                      \
+        for (int64_t j = 0; j < w; j++) a[j] = INIT;                                    \
+        cursor c = {0};                                                                 \
+        for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                 \
+            const T *restrict x = (const T *)px + c.off;                                \
+            for (int64_t j = 0; j < w; j++) {                                           \
+                double v = G(x[j], 0);                                                  \
+                a[j] = (v CMP a[j]) | (v != v) ? v : a[j];                              \
+            }                                                                           \
+        }                                                                               \
     }
 
-#define COL_ISUM(NAME, T)                                                                \
-    static void NAME(const char *px, int64_t w, const plan *pl, const double *p,         \
-                     lanes *o)                                                           \
-    {                                                                                    \
-        (void)p;                                                                         \
+#define COL_ISUM(NAME, T)                                                               \
+    static void NAME(const char *px, int64_t w, const plan *pl, const double *p,        \
+                     lanes *o)                                                          \
+    {                                                                                   \
+        (void)p;                                                                        \
         uint64_t *restrict s = (uint64_t *)o->v; /* wraps like int64 */                 \
-        for (int64_t j = 0; j < w; j++) s[j] = 0;                                        \
-        cursor c = {0};                                                                  \
-        for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                  \
-            const T *restrict x = (const T *)px + c.off;                                 \
-            for (int64_t j = 0; j < w; j++) s[j] += (uint64_t)x[j];                      \
-        }                                                                                \
-        for (int64_t j = 0; j < w; j++) o->i[j] = (int64_t)s[j];                         \
+        for (int64_t j = 0; j < w; j++) s[j] = 0;                                       \
+        cursor c = {0};                                                                 \
+        for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                 \
+            const T *restrict x = (const T *)px + c.off;                                \
+            for (int64_t j = 0; j < w; j++) s[j] += (uint64_t)x[j];                     \
+        }                                                                               \
+        for (int64_t j = 0; j < w; j++) o->i[j] = (int64_t)s[j];                        \
     }
 
-#define COL_IEXT(NAME, T, CMP, INIT)                                                     \
-    static void NAME(const char *px, int64_t w, const plan *pl, const double *p,         \
-                     lanes *o)                                                           \
-    {                                                                                    \
-        (void)p;                                                                         \
-        int64_t *restrict m = o->i;                                                      \
-        for (int64_t j = 0; j < w; j++) m[j] = INIT;                                     \
-        cursor c = {0};                                                                  \
-        for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                  \
-            const T *restrict x = (const T *)px + c.off;                                 \
+#define COL_IEXT(NAME, T, CMP, INIT)                                                    \
+    static void NAME(const char *px, int64_t w, const plan *pl, const double *p,        \
+                     lanes *o)                                                          \
+    {                                                                                   \
+        (void)p;                                                                        \
+        int64_t *restrict m = o->i;                                                     \
+        for (int64_t j = 0; j < w; j++) m[j] = INIT;                                    \
+        cursor c = {0};                                                                 \
+        for (int64_t r = 0; r < pl->rcount; r++, cursor_next(&c, pl)) {                 \
+            const T *restrict x = (const T *)px + c.off;                                \
             for (int64_t j = 0; j < w; j++) m[j] = (int64_t)x[j] CMP m[j] ? x[j] : m[j]; \
-        }                                                                                \
+        }                                                                               \
     }
 
-#define FLOAT_COLS(S, T, GEXP)                                                           \
-    COL_SUM(S##_c_sum, T, G_SUM)                                                         \
-    COL_SUM(S##_c_abs, T, G_ABS)                                                         \
-    COL_SUM(S##_c_sqr, T, G_SQR)                                                         \
-    COL_SUM(S##_c_pow, T, G_POW)                                                         \
-    COL_SUM(S##_c_nz, T, G_NZ)                                                           \
-    COL_SUM(S##_c_exp, T, GEXP)                                                          \
-    COL_DEV(S##_c_dev, T)                                                                \
-    COL_EXT(S##_c_max, T, G_SUM, >, -INFINITY)                                           \
-    COL_EXT(S##_c_min, T, G_SUM, <, INFINITY)                                            \
-    COL_EXT(S##_c_amax, T, G_ABS, >, -INFINITY)                                          \
+#define FLOAT_COLS(S, T, GEXP)                                                          \
+    COL_SUM(S##_c_sum, T, G_SUM)                                                        \
+    COL_SUM(S##_c_abs, T, G_ABS)                                                        \
+    COL_SUM(S##_c_sqr, T, G_SQR)                                                        \
+    COL_SUM(S##_c_pow, T, G_POW)                                                        \
+    COL_SUM(S##_c_nz, T, G_NZ)                                                          \
+    COL_SUM(S##_c_exp, T, GEXP)                                                         \
+    COL_DEV(S##_c_dev, T)                                                               \
+    COL_EXT(S##_c_max, T, G_SUM, >, -INFINITY)                                          \
+    COL_EXT(S##_c_min, T, G_SUM, <, INFINITY)                                           \
+    COL_EXT(S##_c_amax, T, G_ABS, >, -INFINITY)                                         \
     COL_EXT(S##_c_amin, T, G_ABS, <, INFINITY)
-#define INT_COLS(S, T)                                                                   \
-    COL_ISUM(S##_c_isum, T)                                                              \
-    COL_IEXT(S##_c_imax, T, >, INT64_MIN)                                                \
+#define INT_COLS(S, T)                                                                  \
+    COL_ISUM(S##_c_isum, T)                                                             \
+    COL_IEXT(S##_c_imax, T, >, INT64_MIN)                                               \
     COL_IEXT(S##_c_imin, T, <, INT64_MAX)
 
 FLOAT_COLS(f32, float, G_EXPF)
@@ -400,7 +400,7 @@ INT_COLS(i32, int32_t)
 INT_COLS(i64, int64_t)
 INT_COLS(u8, uint8_t)
 
-#define FLOAT_CTABLE(S)                                                                  \
+#define FLOAT_CTABLE(S)                                                                 \
     {[K_SUM] = S##_c_sum, [K_ABS] = S##_c_abs, [K_SQR] = S##_c_sqr, [K_POW] = S##_c_pow, \
      [K_NZ] = S##_c_nz, [K_EXP] = S##_c_exp, [K_DEV] = S##_c_dev, [K_MAX] = S##_c_max,  \
      [K_MIN] = S##_c_min, [K_AMAX] = S##_c_amax, [K_AMIN] = S##_c_amin}
@@ -417,26 +417,26 @@ static const col_fn cols[WK_DTYPE_COUNT][K_COUNT] = {
 /* Index of the first element equal to v (the first NaN when v is NaN); n if none. */
 typedef int64_t (*find_fn)(const char *x, int64_t n, int64_t st, double v, int64_t iv);
 
-#define FIND_F(NAME, T)                                                                  \
-    static int64_t NAME(const char *px, int64_t n, int64_t st, double v, int64_t iv)     \
-    {                                                                                    \
-        (void)iv;                                                                        \
-        const T *x = (const T *)px;                                                      \
-        int64_t i = 0;                                                                   \
-        if (v != v)                                                                      \
-            while (i < n && x[i * st] == x[i * st]) i++;                                 \
-        else                                                                             \
-            while (i < n && (double)x[i * st] != v) i++;                                 \
-        return i;                                                                        \
+#define FIND_F(NAME, T)                                                                 \
+    static int64_t NAME(const char *px, int64_t n, int64_t st, double v, int64_t iv)    \
+    {                                                                                   \
+        (void)iv;                                                                       \
+        const T *x = (const T *)px;                                                     \
+        int64_t i = 0;                                                                  \
+        if (v != v)                                                                     \
+            while (i < n && x[i * st] == x[i * st]) i++;                                \
+        else                                                                            \
+            while (i < n && (double)x[i * st] != v) i++;                                \
+        return i;                                                                       \
     }
-#define FIND_I(NAME, T)                                                                  \
-    static int64_t NAME(const char *px, int64_t n, int64_t st, double v, int64_t iv)     \
-    {                                                                                    \
-        (void)v;                                                                         \
-        const T *x = (const T *)px;                                                      \
-        int64_t i = 0;                                                                   \
-        while (i < n && (int64_t)x[i * st] != iv) i++;                                   \
-        return i;                                                                        \
+#define FIND_I(NAME, T)                                                                 \
+    static int64_t NAME(const char *px, int64_t n, int64_t st, double v, int64_t iv)    \
+    {                                                                                   \
+        (void)v;                                                                        \
+        const T *x = (const T *)px;                                                     \
+        int64_t i = 0;                                                                  \
+        while (i < n && (int64_t)x[i * st] != iv) i++;                                  \
+        return i;                                                                       \
     }
 FIND_F(f32_find, float)
 FIND_F(f64_find, double)
@@ -451,27 +451,27 @@ static const find_fn finds[WK_DTYPE_COUNT] = {
 /* Column arg-extrema: best value in a (floats) or v (integers), its index in i. */
 typedef void (*col_arg_fn)(const char *x, int64_t w, const plan *pl, lanes *o);
 
-#define COL_ARG(NAME, T, BEST, CMP, ISNAN)                                               \
-    static void NAME(const char *px, int64_t w, const plan *pl, lanes *o)                \
-    {                                                                                    \
-        int64_t *restrict idx = o->i;                                                    \
-        const T *restrict x0 = (const T *)px;                                            \
-        for (int64_t j = 0; j < w; j++) {                                                \
-            o->BEST[j] = x0[j];                                                          \
-            idx[j] = 0;                                                                  \
-        }                                                                                \
-        cursor c = {0};                                                                  \
-        cursor_next(&c, pl);                                                             \
-        for (int64_t r = 1; r < pl->rcount; r++, cursor_next(&c, pl)) {                  \
-            const T *restrict x = (const T *)px + c.off;                                 \
-            for (int64_t j = 0; j < w; j++) {                                            \
-                T v = x[j];                                                              \
-                if (v CMP o->BEST[j] || (ISNAN(v) && !ISNAN(o->BEST[j]))) {              \
-                    o->BEST[j] = v;                                                      \
-                    idx[j] = r;                                                          \
-                }                                                                        \
-            }                                                                            \
-        }                                                                                \
+#define COL_ARG(NAME, T, BEST, CMP, ISNAN)                                              \
+    static void NAME(const char *px, int64_t w, const plan *pl, lanes *o)               \
+    {                                                                                   \
+        int64_t *restrict idx = o->i;                                                   \
+        const T *restrict x0 = (const T *)px;                                           \
+        for (int64_t j = 0; j < w; j++) {                                               \
+            o->BEST[j] = x0[j];                                                         \
+            idx[j] = 0;                                                                 \
+        }                                                                               \
+        cursor c = {0};                                                                 \
+        cursor_next(&c, pl);                                                            \
+        for (int64_t r = 1; r < pl->rcount; r++, cursor_next(&c, pl)) {                 \
+            const T *restrict x = (const T *)px + c.off;                                \
+            for (int64_t j = 0; j < w; j++) {                                           \
+                T v = x[j];                                                             \
+                if (v CMP o->BEST[j] || (ISNAN(v) && !ISNAN(o->BEST[j]))) {             \
+                    o->BEST[j] = v;                                                     \
+                    idx[j] = r;                                                         \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
     }
 #define IS_NAN(v) ((v) != (v))
 #define NEVER_NAN(v) false
@@ -495,71 +495,71 @@ static const col_arg_fn col_args[WK_DTYPE_COUNT][2] = {
 
 /* One row: n elements at x (stride st) into out (stride ost); m is the row's max. */
 typedef void (*softmax_row_fn)(const char *x, char *out, int64_t n, int64_t st, int64_t ost,
-                               double m, bool log);
+                               double m, bool is_log);
 
-#define SOFTMAX_ROW(NAME, T, EXP)                                                        \
-    static void NAME(const char *px, char *po, int64_t n, int64_t st, int64_t ost,       \
-                     double m, bool log_)                                                \
-    {                                                                                    \
-        const T *x = (const T *)px;                                                      \
-        T *o = (T *)po;                                                                  \
-        T mt = (T)m;                                                                     \
-        double s = 0;                                                                    \
-        if (log_) {                                                                      \
-            for (int64_t i = 0; i < n; i++) s += (double)EXP(x[i * st] - mt);            \
-            double ls = log(s);                                                          \
+#define SOFTMAX_ROW(NAME, T, EXP)                                                       \
+    static void NAME(const char *px, char *po, int64_t n, int64_t st, int64_t ost,      \
+                     double m, bool is_log)                                             \
+    {                                                                                   \
+        const T *x = (const T *)px;                                                     \
+        T *o = (T *)po;                                                                 \
+        T mt = (T)m;                                                                    \
+        double s = 0;                                                                   \
+        if (is_log) {                                                                   \
+            for (int64_t i = 0; i < n; i++) s += (double)EXP(x[i * st] - mt);           \
+            double ls = log(s);                                                         \
             for (int64_t i = 0; i < n; i++) o[i * ost] = (T)(((double)x[i * st] - m) - ls); \
-        } else {                                                                         \
-            for (int64_t i = 0; i < n; i++) {                                            \
-                T e = EXP(x[i * st] - mt);                                               \
-                o[i * ost] = e;                                                          \
-                s += (double)e;                                                          \
-            }                                                                            \
-            T inv = (T)(1.0 / s);                                                        \
-            for (int64_t i = 0; i < n; i++) o[i * ost] *= inv;                           \
-        }                                                                                \
+        } else {                                                                        \
+            for (int64_t i = 0; i < n; i++) {                                           \
+                T e = EXP(x[i * st] - mt);                                              \
+                o[i * ost] = e;                                                         \
+                s += (double)e;                                                         \
+            }                                                                           \
+            T inv = (T)(1.0 / s);                                                       \
+            for (int64_t i = 0; i < n; i++) o[i * ost] *= inv;                          \
+        }                                                                               \
     }
 SOFTMAX_ROW(f32_softmax_row, float, expf)
 SOFTMAX_ROW(f64_softmax_row, double, exp)
 
 /* A tile of w columns: the max of each is in m[]; out lanes are os apart. */
 typedef void (*softmax_col_fn)(const char *x, char *out, int64_t w, int64_t os, const plan *pl,
-                               const double *m, double *s, bool log);
+                               const double *m, double *s, bool is_log);
 
-#define SOFTMAX_COL(NAME, T, EXP)                                                        \
-    static void NAME(const char *px, char *po, int64_t w, int64_t os, const plan *pl,    \
-                     const double *restrict m, double *restrict s, bool log_)            \
-    {                                                                                    \
-        int64_t n = pl->rcount, st = pl->rst, ost = pl->rost;                            \
-        for (int64_t j = 0; j < w; j++) s[j] = 0;                                        \
-        if (log_) {                                                                      \
-            for (int64_t r = 0; r < n; r++) {                                            \
-                const T *restrict x = (const T *)px + r * st;                            \
-                for (int64_t j = 0; j < w; j++) s[j] += (double)EXP(x[j] - (T)m[j]);     \
-            }                                                                            \
-            for (int64_t j = 0; j < w; j++) s[j] = log(s[j]);                            \
-            for (int64_t r = 0; r < n; r++) {                                            \
-                const T *restrict x = (const T *)px + r * st;                            \
-                T *restrict o = (T *)po + r * ost;                                       \
-                for (int64_t j = 0; j < w; j++)                                          \
-                    o[j * os] = (T)(((double)x[j] - m[j]) - s[j]);                       \
-            }                                                                            \
-        } else {                                                                         \
-            for (int64_t r = 0; r < n; r++) {                                            \
-                const T *restrict x = (const T *)px + r * st;                            \
-                T *restrict o = (T *)po + r * ost;                                       \
-                for (int64_t j = 0; j < w; j++) {                                        \
-                    T e = EXP(x[j] - (T)m[j]);                                           \
-                    o[j * os] = e;                                                       \
-                    s[j] += (double)e;                                                   \
-                }                                                                        \
-            }                                                                            \
-            for (int64_t j = 0; j < w; j++) s[j] = 1.0 / s[j];                           \
-            for (int64_t r = 0; r < n; r++) {                                            \
-                T *restrict o = (T *)po + r * ost;                                       \
-                for (int64_t j = 0; j < w; j++) o[j * os] *= (T)s[j];                    \
-            }                                                                            \
-        }                                                                                \
+#define SOFTMAX_COL(NAME, T, EXP)                                                       \
+    static void NAME(const char *px, char *po, int64_t w, int64_t os, const plan *pl,   \
+                     const double *restrict m, double *restrict s, bool is_log)         \
+    {                                                                                   \
+        int64_t n = pl->rcount, st = pl->rst, ost = pl->rost;                           \
+        for (int64_t j = 0; j < w; j++) s[j] = 0;                                       \
+        if (is_log) {                                                                   \
+            for (int64_t r = 0; r < n; r++) {                                           \
+                const T *restrict x = (const T *)px + r * st;                           \
+                for (int64_t j = 0; j < w; j++) s[j] += (double)EXP(x[j] - (T)m[j]);    \
+            }                                                                           \
+            for (int64_t j = 0; j < w; j++) s[j] = log(s[j]);                           \
+            for (int64_t r = 0; r < n; r++) {                                           \
+                const T *restrict x = (const T *)px + r * st;                           \
+                T *restrict o = (T *)po + r * ost;                                      \
+                for (int64_t j = 0; j < w; j++)                                         \
+                    o[j * os] = (T)(((double)x[j] - m[j]) - s[j]);                      \
+            }                                                                           \
+        } else {                                                                        \
+            for (int64_t r = 0; r < n; r++) {                                           \
+                const T *restrict x = (const T *)px + r * st;                           \
+                T *restrict o = (T *)po + r * ost;                                      \
+                for (int64_t j = 0; j < w; j++) {                                       \
+                    T e = EXP(x[j] - (T)m[j]);                                          \
+                    o[j * os] = e;                                                      \
+                    s[j] += (double)e;                                                  \
+                }                                                                       \
+            }                                                                           \
+            for (int64_t j = 0; j < w; j++) s[j] = 1.0 / s[j];                          \
+            for (int64_t r = 0; r < n; r++) {                                           \
+                T *restrict o = (T *)po + r * ost;                                      \
+                for (int64_t j = 0; j < w; j++) o[j * os] *= (T)s[j];                   \
+            }                                                                           \
+        }                                                                               \
     }
 SOFTMAX_COL(f32_softmax_col, float, expf)
 SOFTMAX_COL(f64_softmax_col, double, exp)
@@ -631,6 +631,14 @@ static double finish(wk_reduce_op op, double arg, acc r1, acc r2, double n)
         return pow(r1.a, 1 / arg);
     default: return r1.a;
     }
+}
+
+/* The dtype the kernels write into out. */
+static wk_dtype out_dtype(const plan *pl)
+{
+    if (pl->op == WK_REDUCE_ARGMAX || pl->op == WK_REDUCE_ARGMIN) return WK_DTYPE_I64;
+    if (pl->op == WK_REDUCE_SUM && !wk_dtype_is_float(pl->dt)) return WK_DTYPE_I64;
+    return pl->dt;
 }
 
 static bool is_arg_op(wk_reduce_op op)
@@ -714,7 +722,7 @@ static void col_tile(const plan *pl, workspace *ws, char *out, char *idx, const 
 {
     wk_reduce_op op = pl->op;
     bool fl = wk_dtype_is_float(pl->dt);
-    wk_dtype odt = op == WK_REDUCE_SUM && !fl ? WK_DTYPE_I64 : pl->dt;
+    wk_dtype odt = out_dtype(pl);
     size_t osz = wk_dtype_size(odt);
     lanes *l1 = &ws->l1, *l2 = &ws->l2;
     double *p = ws->p;
@@ -773,11 +781,7 @@ static void reduce_loop(char **d, const int64_t *s, int64_t n, void *ctx)
     const char *x = d[pl->xi];
     int64_t so = s[0], si = has_idx ? s[1] : 0, sx = s[pl->xi];
     if (pl->col) {
-        wk_dtype odt = pl->op == WK_REDUCE_ARGMAX || pl->op == WK_REDUCE_ARGMIN ||
-                               (pl->op == WK_REDUCE_SUM && !wk_dtype_is_float(pl->dt))
-                           ? WK_DTYPE_I64
-                           : pl->dt;
-        int64_t os = so / (int64_t)wk_dtype_size(odt);
+        int64_t os = so / (int64_t)wk_dtype_size(out_dtype(pl));
         for (int64_t j = 0; j < n; j += pl->tile)
             col_tile(pl, ((loop_ctx *)ctx)->ws, out + j * so, idx ? idx + j * si : NULL,
                      x + j * sx, n - j < pl->tile ? n - j : pl->tile, os);

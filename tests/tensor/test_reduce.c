@@ -260,6 +260,9 @@ Test(reduce, large_parallel_paths)
             check(ops[i], wk_transpose(x, 0, 1), WK_DIMS(1), false, arg, "transposed dim 1");
             if (ops[i] != WK_REDUCE_MIN)
                 check(ops[i], x, WK_ALL_DIMS, false, arg, "1000x1001 all");
+            /* One long strided row: its blocks are split across threads. */
+            wk_tensor *every2 = wk_slice(wk_view(x, WK_SHAPE(-1)), 0, 1, 1000 * 1001, 2);
+            check(ops[i], every2, WK_DIMS(0), false, arg, "strided long row");
         }
     }
 }
@@ -390,8 +393,8 @@ Test(reduce, zero_size_and_one_element)
     wk_tensor *ei = wk_empty(WK_SHAPE(2, 0), WK_DTYPE_I32);
     expect_values(wk_sum(ei, WK_DIMS(1), false), 0, 0, 0);
     expect_error(wk_amax(e, WK_DIMS(0), false),
-                 "amax: cannot reduce an empty dim 0 of a tensor of shape [0, 3] (the op has "
-                 "no identity)");
+                 "amax: cannot reduce an empty dim 0 of a tensor of shape [0, 3] (no "
+                 "identity)");
     expect_error(wk_amin(e, WK_ALL_DIMS, false), "amin: cannot reduce an empty dim 0");
     expect_error(wk_max_dim(ei, 1, false, NULL), "max_dim: cannot reduce an empty dim 1");
     expect_error(wk_min_dim(ei, -1, false, NULL), "min_dim: cannot reduce an empty dim 1");
@@ -469,7 +472,7 @@ Test(reduce, results_do_not_depend_on_thread_count)
     wk_tensor *x = rand_tensor(WK_SHAPE(1000, 1001), WK_DTYPE_F32, 77);
     wk_tensor *big = rand_tensor(WK_SHAPE(3, 200000), WK_DTYPE_F64, 78);
     wk_tensor *xt = wk_transpose(x, 0, 1);
-    wk_tensor *r[2][12];
+    wk_tensor *r[2][13];
     for (int t = 0; t < 2; t++) {
         wk_set_num_threads(t + 1);
         int k = 0;
@@ -483,10 +486,12 @@ Test(reduce, results_do_not_depend_on_thread_count)
         r[t][k++] = wk_sum(wk_slice(big, 1, 7, 150000, 1), WK_ALL_DIMS, false);
         r[t][k++] = wk_softmax(x, 0);
         r[t][k++] = wk_log_softmax(xt, 1);
-        r[t][k++] = wk_argmax(big, 1, false);
+        r[t][k++] = wk_argmax(wk_slice(wk_select(big, 0, 1), 0, 0, 200000, 2), 0, false);
         r[t][k++] = wk_std(wk_transpose(big, 0, 1), WK_DIMS(0), 1, false);
+        r[t][k++] = wk_var(wk_slice(wk_select(big, 0, 1), 0, 0, 200000, 2), WK_ALL_DIMS, 0,
+                           false);
     }
-    for (int k = 0; k < 12; k++) {
+    for (int k = 0; k < 13; k++) {
         char w[32];
         snprintf(w, sizeof w, "result %d", k);
         expect_identical(r[0][k], r[1][k], w);
@@ -533,6 +538,9 @@ Test(reduce, softmax_and_log_softmax)
             check_softmax(wk_expand(wk_slice(x, 0, 0, 1, 1), WK_SHAPE(3, 30, 50)), 0, log_,
                           "expanded");
         }
+        wk_tensor *c = rand_tensor(WK_SHAPE(30, 64), dt, 35 + t);
+        check_softmax(wk_transpose(c, 0, 1), 1, false, "columns, strided output");
+        check_softmax(wk_transpose(c, 0, 1), -1, true, "columns, strided output, log");
         wk_tensor *big = rand_tensor(WK_SHAPE(1000, 1001), dt, 40 + t);
         check_softmax(big, 1, false, "1000x1001 rows");
         check_softmax(big, 0, true, "1000x1001 columns");
