@@ -63,12 +63,45 @@ typedef struct {
 
 typedef acc (*block_fn)(const char *x, int64_t n, int64_t st, double p);
 
+/* exp for float32 in plain arithmetic, so loops calling it vectorise (libm's expf does
+ * not): Cephes' polynomial on x - n ln2, scaled by 2^n in two steps; within 1 ulp of
+ * exp; inf and NaN propagate, results below 1e-38 flush to 0. Selects are bit masks. */
+typedef union {
+    float f;
+    uint32_t u;
+} f32_bits;
+
+static inline float vexpf(float x)
+{
+    f32_bits ux = {.f = x};
+    uint32_t ax = ux.u & 0x7fffffffu;
+    float t = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to n */
+    float n = t - 12582912.0f;
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    float q = 1.9875691500e-4f;
+    q = q * r + 1.3981999507e-3f;
+    q = q * r + 8.3334519073e-3f;
+    q = q * r + 4.1665795894e-2f;
+    q = q * r + 1.6666665459e-1f;
+    q = q * r + 5.0000001201e-1f;
+    q = q * r * r + r + 1.0f;
+    f32_bits tb = {.f = t};
+    int32_t ni = (int32_t)(tb.u - 0x4B400000u), h = ni / 2;
+    f32_bits s1 = {.u = (uint32_t)(h + 127) << 23}, s2 = {.u = (uint32_t)(ni - h + 127) << 23};
+    f32_bits y = {.f = q * s1.f * s2.f};
+    uint32_t neg = 0u - (ux.u >> 31), nan = 0u - (uint32_t)(ax > 0x7f800000u);
+    uint32_t out_of_range = ~neg & ((nan & ux.u) | (~nan & 0x7f800000u)); /* 0, inf, NaN */
+    uint32_t in = 0u - (uint32_t)(ax <= 0x42B17217u);                    /* |x| <= 88.72 */
+    y.u = (in & y.u) | (~in & out_of_range);
+    return y.f;
+}
+
 #define G_SUM(x, p) ((double)(x))
 #define G_ABS(x, p) fabs((double)(x))
 #define G_SQR(x, p) ((double)(x) * (double)(x))
 #define G_POW(x, p) pow(fabs((double)(x)), (p))
 #define G_NZ(x, p) ((x) != 0 ? 1.0 : 0.0)
-#define G_EXPF(x, p) ((double)expf((x) - (float)(p)))
+#define G_EXPF(x, p) ((double)vexpf((x) - (float)(p)))
 #define G_EXPD(x, p) exp((x) - (p))
 
 static inline double join8(const double *l)
@@ -149,6 +182,27 @@ static inline double min_nan(double m, double v) { return v < m || v != v ? v : 
         return (acc){.a = r};                                                           \
     }
 
+/* Sums of exp(x - p): XLANES exps at a time into a buffer (a loop that vectorises with
+ * vexpf), then added with the lanes of BLOCK_SUM. */
+#define BLOCK_EXPSUM(NAME, T, EXP)                                                      \
+    static acc NAME(const char *px, int64_t n, int64_t st, double p)                    \
+    {                                                                                   \
+        const T *x = (const T *)px;                                                     \
+        T pt = (T)p, e[XLANES];                                                         \
+        double l[LANES] = {0};                                                          \
+        int64_t i = 0;                                                                  \
+        for (; i + XLANES <= n; i += XLANES) {                                          \
+            if (st == 1)                                                                \
+                for (int k = 0; k < XLANES; k++) e[k] = EXP(x[i + k] - pt);             \
+            else                                                                        \
+                for (int k = 0; k < XLANES; k++) e[k] = EXP(x[(i + k) * st] - pt);      \
+            for (int k = 0; k < XLANES; k += LANES)                                     \
+                for (int q = 0; q < LANES; q++) l[q] += (double)e[k + q];               \
+        }                                                                               \
+        for (int k = 0; i < n; i++, k = (k + 1) % LANES) l[k] += (double)EXP(x[i * st] - pt); \
+        return (acc){.a = join8(l)};                                                    \
+    }
+
 #define BLOCK_ISUM(NAME, T)                                                             \
     static acc NAME(const char *px, int64_t n, int64_t st, double p)                    \
     {                                                                                   \
@@ -177,13 +231,13 @@ static inline double min_nan(double m, double v) { return v < m || v != v ? v : 
 
 #define G_ID(x) (x)
 
-#define FLOAT_BLOCKS(S, T, GEXP, ABS)                                                   \
+#define FLOAT_BLOCKS(S, T, EXP, ABS)                                                    \
     BLOCK_SUM(S##_b_sum, T, G_SUM)                                                      \
     BLOCK_SUM(S##_b_abs, T, G_ABS)                                                      \
     BLOCK_SUM(S##_b_sqr, T, G_SQR)                                                      \
     BLOCK_SUM(S##_b_pow, T, G_POW)                                                      \
     BLOCK_SUM(S##_b_nz, T, G_NZ)                                                        \
-    BLOCK_SUM(S##_b_exp, T, GEXP)                                                       \
+    BLOCK_EXPSUM(S##_b_exp, T, EXP)                                                     \
     BLOCK_DEV(S##_b_dev, T)                                                             \
     BLOCK_EXT(S##_b_max, T, G_ID, >, -INFINITY, true)                                   \
     BLOCK_EXT(S##_b_min, T, G_ID, <, INFINITY, false)                                   \
@@ -194,8 +248,8 @@ static inline double min_nan(double m, double v) { return v < m || v != v ? v : 
     BLOCK_IEXT(S##_b_imax, T, >, INT64_MIN)                                             \
     BLOCK_IEXT(S##_b_imin, T, <, INT64_MAX)
 
-FLOAT_BLOCKS(f32, float, G_EXPF, fabsf)
-FLOAT_BLOCKS(f64, double, G_EXPD, fabs)
+FLOAT_BLOCKS(f32, float, vexpf, fabsf)
+FLOAT_BLOCKS(f64, double, exp, fabs)
 INT_BLOCKS(i32, int32_t)
 INT_BLOCKS(i64, int64_t)
 INT_BLOCKS(u8, uint8_t)
@@ -493,33 +547,37 @@ static const col_arg_fn col_args[WK_DTYPE_COUNT][2] = {
 
 /* ---- softmax ---- */
 
-/* One row: n elements at x (stride st) into out (stride ost); m is the row's max. */
+/* One row: n elements at x (stride st) into out (stride ost); m is the row's max and,
+ * for log_softmax (ls != NULL), *ls is log(sum(exp(x - m))). */
 typedef void (*softmax_row_fn)(const char *x, char *out, int64_t n, int64_t st, int64_t ost,
-                               double m, bool is_log);
+                               double m, const double *ls);
 
 #define SOFTMAX_ROW(NAME, T, EXP)                                                       \
     static void NAME(const char *px, char *po, int64_t n, int64_t st, int64_t ost,      \
-                     double m, bool is_log)                                             \
+                     double m, const double *ls)                                        \
     {                                                                                   \
         const T *x = (const T *)px;                                                     \
         T *o = (T *)po;                                                                 \
-        T mt = (T)m;                                                                    \
-        double s = 0;                                                                   \
-        if (is_log) {                                                                   \
-            for (int64_t i = 0; i < n; i++) s += (double)EXP(x[i * st] - mt);           \
-            double ls = log(s);                                                         \
-            for (int64_t i = 0; i < n; i++) o[i * ost] = (T)(((double)x[i * st] - m) - ls); \
-        } else {                                                                        \
-            for (int64_t i = 0; i < n; i++) {                                           \
-                T e = EXP(x[i * st] - mt);                                              \
-                o[i * ost] = e;                                                         \
-                s += (double)e;                                                         \
-            }                                                                           \
-            T inv = (T)(1.0 / s);                                                       \
-            for (int64_t i = 0; i < n; i++) o[i * ost] *= inv;                          \
+        if (ls) {                                                                       \
+            for (int64_t i = 0; i < n; i++) o[i * ost] = (T)(((double)x[i * st] - m) - *ls); \
+            return;                                                                     \
         }                                                                               \
+        T mt = (T)m;                                                                    \
+        double l[LANES] = {0};                                                          \
+        int64_t i = 0;                                                                  \
+        if (st == 1 && ost == 1) {                                                      \
+            for (i = 0; i < n; i++) o[i] = EXP(x[i] - mt);                              \
+            for (i = 0; i + LANES <= n; i += LANES)                                     \
+                for (int k = 0; k < LANES; k++) l[k] += (double)o[i + k];               \
+        } else {                                                                        \
+            for (i = 0; i < n; i++) o[i * ost] = EXP(x[i * st] - mt);                   \
+            i = 0;                                                                      \
+        }                                                                               \
+        for (; i < n; i++) l[i % LANES] += (double)o[i * ost];                          \
+        T inv = (T)(1.0 / join8(l));                                                    \
+        for (i = 0; i < n; i++) o[i * ost] *= inv;                                      \
     }
-SOFTMAX_ROW(f32_softmax_row, float, expf)
+SOFTMAX_ROW(f32_softmax_row, float, vexpf)
 SOFTMAX_ROW(f64_softmax_row, double, exp)
 
 /* A tile of w columns: the max of each is in m[]; out lanes are os apart. */
@@ -561,7 +619,7 @@ typedef void (*softmax_col_fn)(const char *x, char *out, int64_t w, int64_t os, 
             }                                                                           \
         }                                                                               \
     }
-SOFTMAX_COL(f32_softmax_col, float, expf)
+SOFTMAX_COL(f32_softmax_col, float, vexpf)
 SOFTMAX_COL(f64_softmax_col, double, exp)
 
 /* ---- the ops: which kinds they accumulate and how the result follows ---- */
@@ -661,8 +719,9 @@ static void row_one(const plan *pl, char *out, char *idx, const char *x)
     bool fl = wk_dtype_is_float(pl->dt);
     if (is_softmax(op)) {
         softmax_row_fn f = pl->dt == WK_DTYPE_F32 ? f32_softmax_row : f64_softmax_row;
-        f(x, out, pl->rcount, pl->rst, pl->rost, fold(pl, K_MAX, x, 0).a,
-          op == WK_REDUCE_LOG_SOFTMAX);
+        double m = fold(pl, K_MAX, x, 0).a, ls = 0;
+        if (op == WK_REDUCE_LOG_SOFTMAX) ls = log(fold(pl, K_EXP, x, m).a);
+        f(x, out, pl->rcount, pl->rst, pl->rost, m, op == WK_REDUCE_LOG_SOFTMAX ? &ls : NULL);
         return;
     }
     if (is_arg_op(op)) {
