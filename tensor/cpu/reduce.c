@@ -766,6 +766,7 @@ typedef struct {
 } workspace;
 
 #define WS_ARRAYS 9
+_Static_assert(sizeof(workspace) % sizeof(double) == 0, "arrays follow the workspaces");
 
 static void workspace_init(workspace *ws, double *mem, int64_t tile)
 {
@@ -935,30 +936,31 @@ bool wki_cpu_reduce(wk_reduce_op op, wk_tensor *x, const bool *reduced, double a
     pl.row_par = !pl.col && !soft && nout < wk_get_num_threads() && pl.nblocks >= 2;
     int nt = pl.row_par ? 1 : wki_threads_for(work, GRAIN);
     if (nt > nout) nt = (int)nout;
-    workspace ws[nt > 0 ? nt : 1];
-    double *mem = NULL;
+    workspace *ws = NULL; /* nt workspaces, then their arrays */
     if (pl.col) {
         pl.tile = it.shape[0] < MAX_TILE ? it.shape[0] : MAX_TILE;
-        size_t bytes = (size_t)nt * WS_ARRAYS * (size_t)pl.tile * sizeof(double);
-        if (!(mem = malloc(bytes))) {
+        size_t arrays = WS_ARRAYS * (size_t)pl.tile;
+        size_t bytes = (size_t)nt * (sizeof *ws + arrays * sizeof(double));
+        if (!(ws = malloc(bytes))) {
             wk_set_error("%s: out of memory (%zu bytes of scratch)", wk_reduce_op_name(op),
                          bytes);
             return false;
         }
+        double *mem = (double *)(ws + nt);
         for (int t = 0; t < nt; t++)
-            workspace_init(&ws[t], mem + (size_t)t * WS_ARRAYS * (size_t)pl.tile, pl.tile);
+            workspace_init(&ws[t], mem + (size_t)t * arrays, pl.tile);
     }
     if (nt <= 1) {
-        loop_ctx ctx = {&pl, &ws[0]};
+        loop_ctx ctx = {&pl, ws};
         wki_iter_run_range(&it, reduce_loop, &ctx, 0, nout);
     } else {
 #pragma omp parallel num_threads(nt)
         {
             int t = omp_get_thread_num(), T = omp_get_num_threads();
-            loop_ctx ctx = {&pl, &ws[t]};
+            loop_ctx ctx = {&pl, ws ? ws + t : NULL};
             wki_iter_run_range(&it, reduce_loop, &ctx, nout * t / T, nout * (t + 1) / T);
         }
     }
-    free(mem);
+    free(ws);
     return true;
 }
