@@ -19,9 +19,10 @@
  * wk_to_dtype first), a 0-size reduced dim for ops without an identity (amax, amin,
  * max/min, argmax/argmin, inf-norms), tensors on a device without kernels.
  *
- * dtypes: every op accepts float32 and float64 and returns the input's dtype. sum also
- * takes integer and bool inputs and returns int64; amax, amin, max_dim, min_dim take
- * integers and bool too and keep the dtype; indices are int64.
+ * dtypes: every op accepts float32 and float64; values keep the input's dtype and
+ * indices (argmax, argmin, max_dim/min_dim's) are int64. sum also takes integer and bool
+ * inputs and returns int64; amax, amin, max_dim, min_dim, argmax and argmin take them
+ * too; the other ops ask for a float dtype.
  *
  * Results are deterministic and do not depend on the thread count: floating-point sums
  * accumulate in double, in fixed blocks combined in a fixed order.
