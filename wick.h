@@ -13,5 +13,6 @@
 #include "tensor/index.h"
 #include "tensor/print.h"
 #include "tensor/safetensors.h"
+#include "autograd/autograd.h"
 
 #endif

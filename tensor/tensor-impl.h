@@ -35,6 +35,10 @@ void wki_storage_release(wk_storage *s);
 
 /* A zeroed handle registered in the current frame (or persistent outside frames). */
 wk_tensor *wki_tensor_alloc(void);
+/* Take one more reference on a handle (released with wk_tensor_free). */
+void wki_tensor_retain(wk_tensor *t);
+/* Take a frame handle out of its frame: it becomes persistent. */
+void wki_make_persistent(wk_tensor *t);
 /* A new handle sharing t's storage, dtype, device, shape, strides and offset. */
 wk_tensor *wki_tensor_view_of(const wk_tensor *t);
 /* New contiguous tensor with the given shape/dtype on `device`. */

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../autograd/node-impl.h"
 #include "tensor-impl.h"
 
 wk_storage *wki_storage_new(size_t nbytes, wk_device device)
@@ -36,14 +37,27 @@ void wki_storage_release(wk_storage *s)
 wk_tensor *wki_tensor_alloc(void)
 {
     wk_tensor *t = wki_struct_alloc(sizeof *t);
-    if (t) wki_frame_register(t);
+    if (!t) return NULL;
+    t->refs = 1;
+    wki_frame_register(t);
     return t;
+}
+
+void wki_tensor_retain(wk_tensor *t) { t->refs++; }
+
+void wki_make_persistent(wk_tensor *t)
+{
+    wki_frame_unregister(t);
+    t->frame = 0;
 }
 
 void wk_tensor_free(wk_tensor *t)
 {
     if (!t) return;
-    wki_frame_unregister(t);
+    /* Whoever frees it, the handle leaves its frame; nodes may still hold it. */
+    wki_make_persistent(t);
+    if (--t->refs > 0) return;
+    if (t->grad_fn) wki_node_free(t->grad_fn);
     wki_storage_release(t->storage);
     if (t->grad) wk_tensor_free(t->grad);
     wki_struct_free(t, sizeof *t);

@@ -69,9 +69,11 @@ struct wk_tensor {
     bool requires_grad;
     wk_tensor *grad;
     struct wk_node *grad_fn;
-    /* lifetime: frame depth that owns it (0 = persistent) and its slot there */
+    /* lifetime: frame depth that owns it (0 = persistent), its slot there, and the
+     * references held on this handle (its owner's, plus autograd nodes using it) */
     int frame;
     int32_t frame_slot;
+    int32_t refs;
 };
 
 /* WK_SHAPE(2, 3) expands to the (shape, ndim) argument pair: `(const int64_t[]){2, 3}, 2`. */
@@ -127,7 +129,8 @@ void wk_frame_end(void);
 int wk_frame_depth(void);
 /* Move `t` to the enclosing frame (persistent at the outermost). Returns t (NULL-safe). */
 wk_tensor *wk_keep(wk_tensor *t);
-/* Release a tensor now: a persistent one, or a frame one before its frame ends. NULL-safe. */
+/* Release a tensor now: a persistent one, or a frame one before its frame ends. When an
+ * autograd node still uses the handle, it lives on until that node is released. NULL-safe. */
 void wk_tensor_free(wk_tensor *t);
 
 /* ---- allocation ---- */
