@@ -14,5 +14,15 @@
 #include "tensor/print.h"
 #include "tensor/safetensors.h"
 #include "autograd/autograd.h"
+#include "nn/module.h"
+#include "nn/init.h"
+#include "nn/activation.h"
+#include "nn/loss.h"
+#include "nn/linear.h"
+#include "nn/conv.h"
+#include "nn/norm.h"
+#include "nn/container.h"
+#include "nn/state_dict.h"
+#include "nn/model.h"
 
 #endif

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the reduce gradient tests */
+#include "test_util.h"

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the activation tests */
+#include "test_util.h"

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the attention tests */
+#include "test_util.h"

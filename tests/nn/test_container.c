@@ -1,0 +1,2 @@
+/* placeholder: replaced by the container tests */
+#include "test_util.h"

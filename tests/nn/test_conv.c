@@ -1,0 +1,2 @@
+/* placeholder: replaced by the conv tests */
+#include "test_util.h"

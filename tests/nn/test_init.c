@@ -1,0 +1,2 @@
+/* placeholder: replaced by the init tests */
+#include "test_util.h"

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the linear tests */
+#include "test_util.h"

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the loss tests */
+#include "test_util.h"

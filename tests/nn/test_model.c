@@ -1,0 +1,2 @@
+/* placeholder: replaced by the model tests */
+#include "test_util.h"

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the models_torch tests */
+#include "test_util.h"

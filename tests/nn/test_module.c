@@ -1,0 +1,2 @@
+/* placeholder: replaced by the module tests */
+#include "test_util.h"

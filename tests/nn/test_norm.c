@@ -1,0 +1,2 @@
+/* placeholder: replaced by the norm tests */
+#include "test_util.h"

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the state_dict tests */
+#include "test_util.h"
