@@ -24,5 +24,9 @@
 #include "nn/container.h"
 #include "nn/state_dict.h"
 #include "nn/model.h"
+#include "optim/optimizer.h"
+#include "optim/scheduler.h"
+#include "optim/clip.h"
+#include "optim/ema.h"
 
 #endif

@@ -1,0 +1,2 @@
+/* placeholder */
+typedef int wki_placeholder_t;

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the clip tests */
+#include "test_util.h"

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the ema tests */
+#include "test_util.h"

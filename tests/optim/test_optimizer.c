@@ -1,0 +1,2 @@
+/* placeholder: replaced by the optimizer tests */
+#include "test_util.h"

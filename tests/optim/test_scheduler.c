@@ -1,0 +1,2 @@
+/* placeholder: replaced by the scheduler tests */
+#include "test_util.h"
