@@ -28,5 +28,6 @@
 #include "optim/scheduler.h"
 #include "optim/clip.h"
 #include "optim/ema.h"
+#include "engine/engine.h"
 
 #endif
