@@ -29,5 +29,6 @@
 #include "optim/clip.h"
 #include "optim/ema.h"
 #include "engine/engine.h"
+#include "engine/handlers.h"
 
 #endif
