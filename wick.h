@@ -30,5 +30,6 @@
 #include "optim/ema.h"
 #include "engine/engine.h"
 #include "engine/handlers.h"
+#include "engine/dataset.h"
 
 #endif
