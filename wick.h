@@ -31,5 +31,7 @@
 #include "engine/engine.h"
 #include "engine/handlers.h"
 #include "engine/dataset.h"
+#include "engine/datasets.h"
+#include "engine/idx.h"
 
 #endif
