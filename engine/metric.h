@@ -46,6 +46,44 @@ int wk_metric_compute(const wk_metric *m, wk_metric_results *r);
 void wk_metric_free(wk_metric *m);
 /* The value named `name` in r (NaN when absent). */
 double wk_metric_results_get(const wk_metric_results *r, const char *name);
+/* Add (or replace) a named value; 0 or -1 when full. */
+int wk_metric_results_set(wk_metric_results *r, const char *name, double value);
+
+/* ---- built-in metrics ---- */
+
+/* Top-k accuracy in percent from output "logits" (N, C) and batch "labels" (N): named
+ * "accuracy" for k = 1 and "accuracy_top<k>" otherwise. A label counts as within the
+ * top k when fewer than k logits are strictly greater than its own. */
+wk_metric *wk_accuracy_new(const int *topk, int n);
+/* Mean of output "loss" weighted by batch size (the number of labels, or rows of
+ * "logits"): named "loss". */
+wk_metric *wk_loss_metric_new(void);
+/* Mean squared and absolute error between output "preds" and batch "targets": "mse",
+ * "mae". */
+wk_metric *wk_mse_new(void);
+/* A confusion matrix over num_classes from "preds" (or the argmax of "logits") and batch
+ * "labels": per-class precision/recall/F1 and their macro means in percent, named
+ * "precision", "recall", "f1" (macro) and "precision_<c>", ... (first 8 classes). */
+wk_metric *wk_confusion_matrix_new(int num_classes);
+/* The counts of a confusion-matrix metric (row = label, column = prediction), or NULL. */
+const double *wk_confusion_matrix_counts(const wk_metric *m, int *num_classes);
+
+/* ---- the evaluator ---- */
+
+typedef struct wk_evaluator wk_evaluator;
+/* Sums metric states across ranks before compute (distributed runs); 0 or -1. */
+typedef int (*wk_state_reduce_fn)(double *state, int n, void *user);
+
+/* An evaluator running n metrics (ownership taken; freed with it). */
+wk_evaluator *wk_evaluator_new(wk_metric *const *metrics, int n);
+void wk_evaluator_free(wk_evaluator *ev);
+/* Install a reduction of metric states across ranks (NULL: none). */
+void wk_evaluator_set_reduce(wk_evaluator *ev, wk_state_reduce_fn fn, void *user);
+/* One pass of the model (eval mode, no grad, PREDICT) over data from its start; results
+ * named "<prefix>/<metric name>" (prefix "" keeps bare names). The model's training flag
+ * is restored. 0 or -1 with an error. */
+int wk_evaluator_run(wk_evaluator *ev, wk_model *model, const wk_data_source *data,
+                     const char *prefix, wk_metric_results *results);
 
 #ifdef __cplusplus
 }
