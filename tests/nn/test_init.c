@@ -182,7 +182,7 @@ Test(init, kaiming)
 Test(init, torch_default_of_linear_and_conv)
 {
     /* kaiming_uniform(a = sqrt 5) gives bound 1/sqrt(fan_in), as the bias's bound. */
-    wk_tensor *w = big(WK_DTYPE_F32), *bias = wk_full(WK_SHAPE(ROWS * 64), NAN, WK_DTYPE_F32);
+    wk_tensor *w = big(WK_DTYPE_F32), *bias = wk_full(WK_SHAPE(ROWS * COLS), NAN, WK_DTYPE_F32);
     cr_assert_eq(wk_init_torch_default_(w, bias, NULL), 0, "%s", wk_last_error());
     expect_uniform(w, -1 / sqrt(COLS), 1 / sqrt(COLS), "default weight");
     expect_uniform(bias, -1 / sqrt(COLS), 1 / sqrt(COLS), "default bias");
