@@ -5,7 +5,6 @@
 
 #include "../tensor/reduce.h"
 #include "../tensor/elementwise.h"
-#include "../tensor/tensor-impl.h"
 #include "model.h"
 
 /* nn/loss.h (wk_cross_entropy) is written in parallel with this file. Until it lands,

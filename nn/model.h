@@ -57,8 +57,9 @@ typedef struct {
 
 /* The tensor called `name`, or NULL with an error listing the names the batch has. */
 wk_tensor *wk_batch_get(const wk_batch *b, const char *name);
-/* Add (or replace) the tensor called `name` (the pointer is kept, not copied). 0, or -1
- * with an error (NULL or empty name, NULL tensor, batch full). */
+/* Add (or replace) the tensor called `name` (both pointers are kept, not copied: the
+ * name must outlive the batch). 0, or -1 with an error (NULL or empty name, NULL tensor,
+ * batch full). */
 int wk_batch_set(wk_batch *b, const char *name, wk_tensor *t);
 
 #define WK_OUTPUT_MAX 8

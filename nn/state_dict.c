@@ -198,7 +198,8 @@ static int load_impl(const char *op, const char *what, wk_module *m, const wk_sa
     if (report) memset(report, 0, sizeof *report);
     if (!m || !st || (st->count > 0 && !st->items)) {
         wk_set_error("%s: %s: %s", op, what,
-                     !m ? "module is NULL" : "the safetensors struct is NULL or has no items array");
+                     !m ? "module is NULL"
+                        : "the safetensors struct is NULL or has no items array");
         return -1;
     }
     if (!prefix) prefix = "";

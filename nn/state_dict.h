@@ -61,7 +61,7 @@ void wk_state_dict_report_free(wk_state_dict_report *report);
 /* Save m's parameters and buffers (depth-first registration order, as torch's
  * state_dict) and meta_count metadata pairs to `path` with wk_safetensors_save: an
  * atomic write, so on failure an existing file at path is left intact. Returns 0, or -1
- * with an error (I/O, a name over 255 characters, a non-CPU tensor, ...). */
+ * with an error (I/O, a dotted name over 254 characters, a non-CPU tensor, ...). */
 int wk_state_dict_save(const wk_module *m, const char *path, const char *const *meta_keys,
                        const char *const *meta_values, int meta_count);
 

@@ -123,7 +123,8 @@ Test(init, gains_match_torch)
     cr_assert_eq(wk_init_gain(NULL, 0), 1, "NULL means linear");
     wk_clear_error();
     cr_assert(isnan(wk_init_gain("gelu", 0)));
-    cr_assert(strstr(wk_last_error(), "init: unknown nonlinearity \"gelu\""), "%s", wk_last_error());
+    cr_assert(strstr(wk_last_error(), "init: unknown nonlinearity \"gelu\""), "%s",
+              wk_last_error());
 }
 
 /* ---- distributions ---- */
@@ -213,7 +214,8 @@ Test(init, non_contiguous_views_are_filled_in_place)
 Test(init, same_generator_same_values)
 {
     wk_generator g1 = wk_generator_make(11), g2 = wk_generator_make(11);
-    wk_tensor *a = wk_empty(WK_SHAPE(7, 5), WK_DTYPE_F32), *b = wk_empty(WK_SHAPE(7, 5), WK_DTYPE_F32);
+    wk_tensor *a = wk_empty(WK_SHAPE(7, 5), WK_DTYPE_F32),
+              *b = wk_empty(WK_SHAPE(7, 5), WK_DTYPE_F32);
     wk_init_xavier_normal_(a, 1, &g1);
     wk_init_xavier_normal_(b, 1, &g2);
     for (int64_t i = 0; i < 35; i++) cr_assert_eq(tu_at(a, i), tu_at(b, i));

@@ -19,7 +19,8 @@ static wk_module *net_new(void)
     wk_module *m = wk_module_new("Linear", lin_forward, 0);
     cr_assert_not_null(
         wk_module_add_parameter(m, "weight", wk_from_array(W, WK_SHAPE(4, 3), WK_DTYPE_F32)));
-    cr_assert_not_null(wk_module_add_parameter(m, "bias", wk_from_array(B, WK_SHAPE(4), WK_DTYPE_F32)));
+    cr_assert_not_null(
+        wk_module_add_parameter(m, "bias", wk_from_array(B, WK_SHAPE(4), WK_DTYPE_F32)));
     return m;
 }
 
@@ -373,7 +374,8 @@ Test(model, classifier_default_loss)
 {
     /* The default loss is nn/loss.h's wk_cross_entropy, written in parallel: when it is
      * not linked in, LOSS mode says so; when it is, it must agree with ce_by_ops. */
-    wk_model *m = wk_classifier_new(net_new()), *ref = wk_classifier_new_with_loss(net_new(), ce_by_ops);
+    wk_model *m = wk_classifier_new(net_new()),
+             *ref = wk_classifier_new_with_loss(net_new(), ce_by_ops);
     wk_batch b;
     batch_xy(&b);
     wk_model_output out, want;

@@ -16,11 +16,14 @@ static wk_tensor *persistent(const int64_t *shape, int ndim, double value)
 static wk_module *leaf(const char *type, int64_t in, int64_t out, bool with_buffer)
 {
     wk_module *m = wk_module_new(type, NULL, 0);
-    cr_assert_not_null(wk_module_add_parameter(m, "weight", wk_zeros(WK_SHAPE(out, in), WK_DTYPE_F32)));
+    cr_assert_not_null(
+        wk_module_add_parameter(m, "weight", wk_zeros(WK_SHAPE(out, in), WK_DTYPE_F32)));
     cr_assert_not_null(wk_module_add_parameter(m, "bias", wk_zeros(WK_SHAPE(out), WK_DTYPE_F32)));
     if (with_buffer) {
-        cr_assert_not_null(wk_module_add_buffer(m, "running_mean", wk_zeros(WK_SHAPE(out), WK_DTYPE_F32)));
-        cr_assert_not_null(wk_module_add_buffer(m, "num_batches_tracked", wk_zeros(NULL, 0, WK_DTYPE_I64)));
+        cr_assert_not_null(
+            wk_module_add_buffer(m, "running_mean", wk_zeros(WK_SHAPE(out), WK_DTYPE_F32)));
+        cr_assert_not_null(
+            wk_module_add_buffer(m, "num_batches_tracked", wk_zeros(NULL, 0, WK_DTYPE_I64)));
     }
     return m;
 }
@@ -161,7 +164,8 @@ Test(module, dotted_traversal)
                  wk_module_buffer(wk_module_child(f, "1"), "running_mean"));
     cr_assert_eq(wk_module_find(net, "scale"), wk_module_param(net, "scale"));
     cr_assert_eq(wk_module_find(net, "step"), wk_module_buffer(net, "step"));
-    cr_assert_eq(wk_module_find(net, "head.bias"), wk_module_param(wk_module_child(net, "head"), "bias"));
+    cr_assert_eq(wk_module_find(net, "head.bias"),
+                 wk_module_param(wk_module_child(net, "head"), "bias"));
     const char *absent[] = {"features", "features.0", "features.0.weight.x", "features.9.weight",
                             "features..0.weight", ".scale", "scale.", "", "head.weigh",
                             "features.2.weight"};
@@ -333,7 +337,8 @@ Test(module, deep_nested_free_is_clean)
             for (int k = 0; k < 3; k++) {
                 char name[4];
                 snprintf(name, sizeof name, "%d", k);
-                level[d + 1][count[d + 1]++] = wk_module_add_child(m, name, wk_module_new("Node", NULL, 0));
+                level[d + 1][count[d + 1]++] =
+                    wk_module_add_child(m, name, wk_module_new("Node", NULL, 0));
             }
         }
     }

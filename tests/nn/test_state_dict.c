@@ -43,7 +43,8 @@ static wk_module *bn_new(int64_t c)
     wk_module *m = wk_module_new("BatchNorm1d", NULL, 0);
     cr_assert_not_null(wk_module_add_parameter(m, "weight", wk_ones(WK_SHAPE(c), WK_DTYPE_F32)));
     cr_assert_not_null(wk_module_add_parameter(m, "bias", wk_zeros(WK_SHAPE(c), WK_DTYPE_F32)));
-    cr_assert_not_null(wk_module_add_buffer(m, "running_mean", wk_zeros(WK_SHAPE(c), WK_DTYPE_F32)));
+    cr_assert_not_null(
+        wk_module_add_buffer(m, "running_mean", wk_zeros(WK_SHAPE(c), WK_DTYPE_F32)));
     cr_assert_not_null(wk_module_add_buffer(m, "running_var", wk_ones(WK_SHAPE(c), WK_DTYPE_F32)));
     cr_assert_not_null(wk_module_add_buffer(m, "num_batches_tracked",
                                             wk_zeros(NULL, 0, WK_DTYPE_I64)));
@@ -54,7 +55,8 @@ static wk_module *bn_new(int64_t c)
 static wk_module *mlp_new(uint64_t seed)
 {
     wk_generator g = wk_generator_make(seed);
-    wk_module *m = wk_sequential_of((wk_module *[]){lin_new(4, 3, &g), relu_new(), lin_new(3, 2, &g)}, 3);
+    wk_module *m =
+        wk_sequential_of((wk_module *[]){lin_new(4, 3, &g), relu_new(), lin_new(3, 2, &g)}, 3);
     cr_assert_not_null(m, "%s", wk_last_error());
     return m;
 }
@@ -222,11 +224,13 @@ Test(state_dict_files, round_trip_restores_every_value)
     int n = wk_module_named_parameters(a, true, p, 32);
     for (int i = 0; i < n; i++) {
         if (p[i].tensor->dtype == WK_DTYPE_I64) wk_fill_(p[i].tensor, 40 + i);
-        else wk_copy_(p[i].tensor, wk_rand(p[i].tensor->shape, p[i].tensor->ndim, WK_DTYPE_F32, NULL));
+        else
+            wk_copy_(p[i].tensor,
+                     wk_rand(p[i].tensor->shape, p[i].tensor->ndim, WK_DTYPE_F32, NULL));
     }
     const char *path = tmp_path("nested.safetensors");
-    cr_assert_eq(wk_state_dict_save(a, path, (const char *[]){"epoch"}, (const char *[]){"3"}, 1), 0,
-                 "%s", wk_last_error());
+    cr_assert_eq(wk_state_dict_save(a, path, (const char *[]){"epoch"}, (const char *[]){"3"}, 1),
+                 0, "%s", wk_last_error());
     wk_state_dict_report rep;
     memset(&rep, 0x5a, sizeof rep); /* overwritten, not freed */
     cr_assert_eq(wk_state_dict_load(b, path, true, &rep), 0, "%s", wk_last_error());
@@ -323,9 +327,14 @@ Test(state_dict_files, strict_load_reports_every_mismatch_and_changes_nothing)
     cr_assert_eq(wk_state_dict_load(dst, path, true, &rep), -1);
     const char *e = wk_last_error();
     const char *parts[] = {
-        "state_dict_load: ", path, "5 problems loading into Sequential (strict; nothing loaded)",
-        "missing \"3.weight\"", "missing \"3.bias\"", "unexpected \"2.bias\"",
-        "0.weight: file has [3, 4], model has [3, 5]", "0.bias: file has float32, model has float64",
+        "state_dict_load: ",
+        path,
+        "5 problems loading into Sequential (strict; nothing loaded)",
+        "missing \"3.weight\"",
+        "missing \"3.bias\"",
+        "unexpected \"2.bias\"",
+        "0.weight: file has [3, 4], model has [3, 5]",
+        "0.bias: file has float32, model has float64",
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         cr_assert(strstr(e, parts[i]), "error \"%s\" does not mention \"%s\"", e, parts[i]);
@@ -402,8 +411,10 @@ Test(state_dict_files, many_mismatches_are_all_in_the_report)
     wk_state_dict_report rep;
     cr_assert_eq(wk_state_dict_load(small, path, true, &rep), -1);
     const char *e = wk_last_error();
-    cr_assert(strstr(e, "60 problems") && strstr(e, "unexpected \"a_rather_long_parameter_name_00\"")
-                  && strstr(e, "more (see the report)"), "%s", e);
+    cr_assert(strstr(e, "60 problems") &&
+                  strstr(e, "unexpected \"a_rather_long_parameter_name_00\"") &&
+                  strstr(e, "more (see the report)"),
+              "%s", e);
     cr_assert_lt(strlen(e), 1023);
     cr_assert_eq(rep.nunexpected, 60);
     cr_assert_str_eq(rep.unexpected[59], "a_rather_long_parameter_name_59");
