@@ -33,5 +33,7 @@
 #include "engine/dataset.h"
 #include "engine/datasets.h"
 #include "engine/idx.h"
+#include "engine/loader.h"
+#include "engine/metric.h"
 
 #endif

@@ -1,6 +1,7 @@
 /* The data loader (see loader.h): order per pass, sharding, collation straight into batch
  * tensors, a prefetching worker thread, and an O(1) resumable position. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -13,6 +13,7 @@
 #define WK_ENGINE_METRIC_H
 
 #include "../nn/model.h"
+#include "engine.h"
 
 #ifdef __cplusplus
 extern "C" {

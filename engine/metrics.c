@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tensor/reduce.h"
 #include "../tensor/tensor-impl.h"
 #include "metric.h"
 

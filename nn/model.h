@@ -49,7 +49,7 @@ const char *wk_forward_mode_name(wk_forward_mode mode);
 
 /* A batch: up to WK_BATCH_MAX named tensors (names and tensors borrowed). A zeroed
  * struct is an empty batch. */
-typedef struct {
+typedef struct wk_batch {
     int count;
     const char *names[WK_BATCH_MAX];
     wk_tensor *tensors[WK_BATCH_MAX];
