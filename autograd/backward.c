@@ -84,17 +84,33 @@ static int accumulate_leaf(wk_tensor *leaf, wk_tensor *g, const char *op)
         leaf->grad = c;
         return 0;
     }
-    wk_tensor *sum = wk_add(leaf->grad, g);
-    if (!sum || !wk_copy_(leaf->grad, sum)) return -1;
-    wk_tensor_free(sum);
-    return 0;
+    return wk_add_(leaf->grad, g) ? 0 : -1;
 }
 
-/* Give node c's output the gradient g (summing with what it already got). */
+/* True when t may be summed into in place: its only handle holds its only storage
+ * reference (no view, alias or node sees the data), and no two elements share memory. */
+static bool sole_owner(const wk_tensor *t)
+{
+    if (t->refs != 1 || t->storage->external || atomic_load(&t->storage->refcount) != 1)
+        return false;
+    for (int d = 0; d < t->ndim; d++)
+        if (t->strides[d] == 0 && t->shape[d] > 1) return false;
+    return true;
+}
+
+/* Give node c's output the gradient g (summing with what it already got), in place into
+ * whichever of the two it alone owns; a new sum only when both are shared. */
 static int accumulate_node(wki_node *c, wk_tensor *g)
 {
     if (!c->grad) {
         c->grad = g;
+        return 0;
+    }
+    if (c->grad->dtype == g->dtype && (sole_owner(c->grad) || sole_owner(g))) {
+        wk_tensor *dst = sole_owner(c->grad) ? c->grad : g;
+        if (!wk_add_(dst, dst == g ? c->grad : g)) return -1;
+        wk_tensor_free(dst == g ? c->grad : g);
+        c->grad = dst;
         return 0;
     }
     wk_tensor *sum = wk_add(c->grad, g);
@@ -151,7 +167,7 @@ static int run_node(wki_node *n, bool retain_graph)
     n->grad = NULL;
     if (!retain_graph && !rc) {
         for (int k = 0; k < WKI_NODE_MAX_SAVED; k++) {
-            wk_tensor_free(n->saved[k]);
+            wki_tensor_release(n->saved[k]);
             n->saved[k] = NULL;
         }
         n->released = true;

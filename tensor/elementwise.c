@@ -1,15 +1,20 @@
-/* Element-wise front-ends: op tables, type promotion, validation, output allocation and
- * dispatch to the kernels of the inputs' device (CPU: tensor/cpu/unary.c, binary.c). */
+/* Element-wise front-ends: op tables, type promotion, validation, output allocation,
+ * dispatch to the kernels of the inputs' device (CPU: tensor/cpu/unary.c, binary.c), the
+ * autograd nodes of the ops and their backward, and the in-place add_ / mul_scalar_. */
 #include <math.h>
 #include <string.h>
 
+#include "../autograd/node-impl.h"
 #include "cpu/elementwise-impl.h"
+#include "creation.h"
 
 /* ---- op tables ---- */
 
 enum {
-    UN_FLOAT = 1u,   /* integer and bool inputs are computed in (and give) float32 */
-    UN_NO_BOOL = 2u, /* not defined for bool, as in torch */
+    UN_FLOAT = 1u,       /* integer and bool inputs are computed in (and give) float32 */
+    UN_NO_BOOL = 2u,     /* not defined for bool, as in torch */
+    UN_GRAD_OUTPUT = 4u, /* the backward reads the output (saved), not the input */
+    UN_GRAD_ZERO = 8u,   /* piecewise constant: the gradient is zero */
 };
 
 static const struct {
@@ -18,26 +23,26 @@ static const struct {
 } unary_info[] = {
     [WK_UNARY_NEG] = {"neg", UN_NO_BOOL},
     [WK_UNARY_ABS] = {"abs", UN_NO_BOOL},
-    [WK_UNARY_SIGN] = {"sign", 0},
-    [WK_UNARY_EXP] = {"exp", UN_FLOAT},
+    [WK_UNARY_SIGN] = {"sign", UN_GRAD_ZERO},
+    [WK_UNARY_EXP] = {"exp", UN_FLOAT | UN_GRAD_OUTPUT},
     [WK_UNARY_LOG] = {"log", UN_FLOAT},
-    [WK_UNARY_SQRT] = {"sqrt", UN_FLOAT},
-    [WK_UNARY_RSQRT] = {"rsqrt", UN_FLOAT},
-    [WK_UNARY_RELU] = {"relu", UN_NO_BOOL},
+    [WK_UNARY_SQRT] = {"sqrt", UN_FLOAT | UN_GRAD_OUTPUT},
+    [WK_UNARY_RSQRT] = {"rsqrt", UN_FLOAT | UN_GRAD_OUTPUT},
+    [WK_UNARY_RELU] = {"relu", UN_NO_BOOL | UN_GRAD_OUTPUT},
     [WK_UNARY_GELU] = {"gelu", UN_FLOAT},
     [WK_UNARY_GELU_TANH] = {"gelu_tanh", UN_FLOAT},
     [WK_UNARY_SILU] = {"silu", UN_FLOAT},
-    [WK_UNARY_SIGMOID] = {"sigmoid", UN_FLOAT},
-    [WK_UNARY_TANH] = {"tanh", UN_FLOAT},
+    [WK_UNARY_SIGMOID] = {"sigmoid", UN_FLOAT | UN_GRAD_OUTPUT},
+    [WK_UNARY_TANH] = {"tanh", UN_FLOAT | UN_GRAD_OUTPUT},
     [WK_UNARY_SQUARE] = {"square", UN_NO_BOOL},
-    [WK_UNARY_RECIPROCAL] = {"reciprocal", UN_FLOAT},
+    [WK_UNARY_RECIPROCAL] = {"reciprocal", UN_FLOAT | UN_GRAD_OUTPUT},
     [WK_UNARY_SIN] = {"sin", UN_FLOAT},
     [WK_UNARY_COS] = {"cos", UN_FLOAT},
     [WK_UNARY_LOG1P] = {"log1p", UN_FLOAT},
-    [WK_UNARY_FLOOR] = {"floor", UN_NO_BOOL},
-    [WK_UNARY_CEIL] = {"ceil", UN_NO_BOOL},
-    [WK_UNARY_ROUND] = {"round", UN_NO_BOOL},
-    [WK_UNARY_TRUNC] = {"trunc", UN_NO_BOOL},
+    [WK_UNARY_FLOOR] = {"floor", UN_NO_BOOL | UN_GRAD_ZERO},
+    [WK_UNARY_CEIL] = {"ceil", UN_NO_BOOL | UN_GRAD_ZERO},
+    [WK_UNARY_ROUND] = {"round", UN_NO_BOOL | UN_GRAD_ZERO},
+    [WK_UNARY_TRUNC] = {"trunc", UN_NO_BOOL | UN_GRAD_ZERO},
     [WK_UNARY_CLAMP] = {"clamp", UN_NO_BOOL},
 };
 _Static_assert(sizeof unary_info / sizeof unary_info[0] == WK_UNARY_COUNT,
@@ -47,6 +52,7 @@ enum {
     BIN_CMP = 1u,      /* gives bool */
     BIN_TRUE_DIV = 2u, /* integer and bool inputs are computed in (and give) float32 */
     BIN_NO_BOOL = 4u,  /* not defined when both inputs promote to bool */
+    BIN_NO_GRAD = 8u,  /* not differentiable: the result never requires grad (torch) */
 };
 
 static const struct {
@@ -61,14 +67,14 @@ static const struct {
     [WK_BINARY_POW] = {"pow", BIN_NO_BOOL, ""},
     [WK_BINARY_MAXIMUM] = {"maximum", 0, ""},
     [WK_BINARY_MINIMUM] = {"minimum", 0, ""},
-    [WK_BINARY_FLOOR_DIVIDE] = {"floor_divide", BIN_NO_BOOL, ""},
+    [WK_BINARY_FLOOR_DIVIDE] = {"floor_divide", BIN_NO_BOOL | BIN_NO_GRAD, ""},
     [WK_BINARY_REMAINDER] = {"remainder", BIN_NO_BOOL, ""},
-    [WK_BINARY_EQ] = {"eq", BIN_CMP, ""},
-    [WK_BINARY_NE] = {"ne", BIN_CMP, ""},
-    [WK_BINARY_LT] = {"lt", BIN_CMP, ""},
-    [WK_BINARY_LE] = {"le", BIN_CMP, ""},
-    [WK_BINARY_GT] = {"gt", BIN_CMP, ""},
-    [WK_BINARY_GE] = {"ge", BIN_CMP, ""},
+    [WK_BINARY_EQ] = {"eq", BIN_CMP | BIN_NO_GRAD, ""},
+    [WK_BINARY_NE] = {"ne", BIN_CMP | BIN_NO_GRAD, ""},
+    [WK_BINARY_LT] = {"lt", BIN_CMP | BIN_NO_GRAD, ""},
+    [WK_BINARY_LE] = {"le", BIN_CMP | BIN_NO_GRAD, ""},
+    [WK_BINARY_GT] = {"gt", BIN_CMP | BIN_NO_GRAD, ""},
+    [WK_BINARY_GE] = {"ge", BIN_CMP | BIN_NO_GRAD, ""},
 };
 _Static_assert(sizeof binary_info / sizeof binary_info[0] == WK_BINARY_COUNT,
                "binary_info must have one row per wk_binary_op");
@@ -94,6 +100,15 @@ static const wki_binary_kernel binary_kernels[WK_DEVICE_COUNT] = {
 };
 static const wki_where_kernel where_kernels[WK_DEVICE_COUNT] = {
     [WK_DEVICE_CPU] = wki_cpu_where,
+};
+static const wki_unary_backward_kernel unary_backward_kernels[WK_DEVICE_COUNT] = {
+    [WK_DEVICE_CPU] = wki_cpu_unary_backward,
+};
+static const wki_binary_backward_kernel binary_backward_kernels[WK_DEVICE_COUNT] = {
+    [WK_DEVICE_CPU] = wki_cpu_binary_backward,
+};
+static const wki_inplace_kernel inplace_kernels[WK_DEVICE_COUNT] = {
+    [WK_DEVICE_CPU] = wki_cpu_inplace,
 };
 
 /* The device's entry of a kernel table (NULL when that backend has none). */
@@ -185,10 +200,109 @@ static bool common_device(const char *op, int n, const wk_tensor *const *ts, wk_
     return true;
 }
 
+/* ---- a number as a 0-d CPU tensor on the stack ---- */
+
+/* Lives for one call: the front-ends never keep it. Autograd nodes store the number
+ * (nd->f) and backward makes a new box from it. */
+typedef struct {
+    wk_tensor t;
+    wk_storage s;
+    union {
+        float f32;
+        double f64;
+        int32_t i32;
+        int64_t i64;
+        uint8_t u8;
+    } v;
+} scalar_box;
+
+static wk_tensor *scalar_tensor(scalar_box *box, wk_dtype dtype, double s)
+{
+    memset(box, 0, sizeof *box);
+    box->s.data = &box->v;
+    box->s.nbytes = box->s.capacity = sizeof box->v;
+    box->s.device = WK_CPU;
+    box->s.external = true;
+    atomic_init(&box->s.refcount, 1);
+    box->t.storage = &box->s;
+    box->t.dtype = dtype;
+    box->t.device = WK_CPU;
+    box->t.frame_slot = -1; /* in no frame: never released */
+    wki_ew_convert(dtype, &box->v, WK_DTYPE_F64, (const char *)&s, 0, 1);
+    return &box->t;
+}
+
+/* ---- autograd helpers ---- */
+
+/* Keep a handle on the forward's output for backward: a new handle without out's node,
+ * so that the node never holds its own output (which would be a cycle). */
+static bool save_output(wki_node *n, int k, wk_tensor *out)
+{
+    wk_tensor *h = wki_tensor_view_of(out);
+    if (!h) return false;
+    wki_node_save(n, k, h);
+    wk_tensor_free(h); /* the node holds the only reference now */
+    return true;
+}
+
+/* The gradient of input `in` from `full` (the broadcast shape, the compute dtype):
+ * broadcast dims summed back, converted to in's dtype. Frees full unless it is `g`, the
+ * incoming gradient the engine owns (which may be returned as it is). */
+static wk_tensor *grad_for_input(wk_tensor *full, wk_tensor *g, const wk_tensor *in)
+{
+    if (!full) return NULL;
+    wk_tensor *r = wki_sum_to_shape(full, in->shape, in->ndim);
+    if (r != full && full != g) wk_tensor_free(full);
+    if (!r || r->dtype == in->dtype) return r;
+    wk_tensor *c = wk_to_dtype(r, in->dtype);
+    if (r != g) wk_tensor_free(r);
+    return c;
+}
+
 /* ---- unary front-end ---- */
 
+bool wki_unary_grad_uses_output(wk_unary_op op)
+{
+    return (unsigned)op < WK_UNARY_COUNT && (unary_info[op].flags & UN_GRAD_OUTPUT);
+}
+
+/* grad_out * op'(x) in one pass of the device's backward kernel (from the saved output
+ * where the op's flags say so); zeros for the piecewise-constant ops. */
+static int unary_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    if (!wki_node_input_needs_grad(n, 0)) return 0;
+    wk_unary_op op = (wk_unary_op)n->i[0];
+    wk_tensor *x = n->inputs[0];
+    unsigned flags = unary_info[op].flags;
+    if (flags & UN_GRAD_ZERO) {
+        grads[0] = wk_zeros_like(x);
+        return grads[0] ? 0 : -1;
+    }
+    if (op == WK_UNARY_CLAMP && isnan(n->f[0]) && isnan(n->f[1])) { /* no bounds: a copy */
+        grads[0] = grad_for_input(g, g, x);
+        return grads[0] ? 0 : -1;
+    }
+    const char *name = unary_info[op].name;
+    wki_unary_backward_kernel kernel = KERNEL_FOR(unary_backward_kernels, g->device);
+    if (!kernel) {
+        no_kernel(name, g->device);
+        return -1;
+    }
+    const wk_tensor *saved = flags & UN_GRAD_OUTPUT ? n->saved[0] : x;
+    wk_dtype dtype = (wk_dtype)n->i[1]; /* the forward's output dtype */
+    wk_tensor *gi = wki_empty_on(x->shape, x->ndim, dtype, g->device);
+    if (!gi) return -1;
+    if (kernel(op, gi, g, saved, n->f) != WKI_EW_OK) {
+        wk_tensor_free(gi);
+        wk_set_error("%s: no backward kernel for %s", name, wk_dtype_name(dtype));
+        return -1;
+    }
+    grads[0] = grad_for_input(gi, g, x);
+    return grads[0] ? 0 : -1;
+}
+
 /* The one place unary ops (and clamp, with its bounds) are validated, allocated and
- * dispatched; autograd records its nodes here. */
+ * dispatched, and where their autograd nodes are recorded. */
 static wk_tensor *unary_op(wk_unary_op op, wk_tensor *x, double lo, double hi)
 {
     if ((unsigned)op >= WK_UNARY_COUNT) {
@@ -218,6 +332,17 @@ static wk_tensor *unary_op(wk_unary_op op, wk_tensor *x, double lo, double hi)
         wk_tensor_free(out);
         wk_set_error("%s: no kernel for %s", name, wk_dtype_name(out_dtype));
         return NULL;
+    }
+    if (wk_dtype_is_float(out_dtype) && wki_grad_needed(1, (const wk_tensor *[]){x})) {
+        wki_node *nd = wki_node_new(out, name, unary_backward, 1, &x);
+        if (!nd || ((flags & UN_GRAD_OUTPUT) && !save_output(nd, 0, out))) {
+            wk_tensor_free(out);
+            return NULL;
+        }
+        nd->i[0] = op;
+        nd->i[1] = out_dtype;
+        nd->f[0] = lo;
+        nd->f[1] = hi;
     }
     return out;
 }
@@ -254,10 +379,63 @@ wk_tensor *wk_trunc(wk_tensor *x) { return wk_unary(WK_UNARY_TRUNC, x); }
 
 /* ---- binary front-end ---- */
 
-/* The one place binary ops are validated, allocated and dispatched; autograd records
- * its nodes here. `dtype` is the promoted dtype, or WK_DTYPE_COUNT for
- * wk_result_type(a, b) (the scalar variants pass torch's wrapped-number type). */
-static wk_tensor *binary_op(wk_binary_op op, wk_tensor *a, wk_tensor *b, wk_dtype dtype)
+/* Which operand of a binary op is a Python number (a stack box, never recorded). */
+enum { SCALAR_NONE, SCALAR_A, SCALAR_B };
+
+/* The gradient of operand `which` (0 = a, 1 = b) of op over the broadcast shape, in the
+ * compute dtype of g: g itself, its negation, or one pass of the backward kernel. */
+static wk_tensor *operand_grad(wk_binary_op op, int which, wk_tensor *g, const wk_tensor *a,
+                               const wk_tensor *b)
+{
+    if (op == WK_BINARY_ADD || (op == WK_BINARY_SUB && which == 0) ||
+        (op == WK_BINARY_REMAINDER && which == 0))
+        return g;
+    if (op == WK_BINARY_SUB) return wk_neg(g);
+    const char *name = binary_info[op].name;
+    wki_binary_backward_kernel kernel = KERNEL_FOR(binary_backward_kernels, g->device);
+    if (!kernel) {
+        no_kernel(name, g->device);
+        return NULL;
+    }
+    wk_tensor *gi = wki_empty_on(g->shape, g->ndim, g->dtype, g->device);
+    if (gi && kernel(op, which, gi, g, a, b) != WKI_EW_OK) {
+        wk_tensor_free(gi);
+        wk_set_error("%s: no backward kernel for %s", name, wk_dtype_name(g->dtype));
+        return NULL;
+    }
+    return gi;
+}
+
+/* nd->i: op, which operand is a number (SCALAR_*), the compute dtype; nd->f[0]: the
+ * number. Inputs: a and b, or the one tensor operand. */
+static int binary_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    wk_binary_op op = (wk_binary_op)n->i[0];
+    int side = (int)n->i[1];
+    scalar_box box;
+    wk_tensor *ops[2] = {n->inputs[0], n->inputs[1]};
+    if (side == SCALAR_A) {
+        ops[0] = scalar_tensor(&box, (wk_dtype)n->i[2], n->f[0]);
+        ops[1] = n->inputs[0];
+    } else if (side == SCALAR_B) {
+        ops[1] = scalar_tensor(&box, (wk_dtype)n->i[2], n->f[0]);
+    }
+    for (int which = 0; which < 2; which++) {
+        int slot = side == SCALAR_NONE ? which : side == SCALAR_A ? which - 1 : -which;
+        if (slot < 0 || !wki_node_input_needs_grad(n, slot)) continue;
+        wk_tensor *in = n->inputs[slot];
+        grads[slot] = grad_for_input(operand_grad(op, which, g, ops[0], ops[1]), g, in);
+        if (!grads[slot]) return -1;
+    }
+    return 0;
+}
+
+/* The one place binary ops are validated, allocated and dispatched, and where their
+ * autograd nodes are recorded. `dtype` is the promoted dtype, or WK_DTYPE_COUNT for
+ * wk_result_type(a, b) (the scalar variants pass torch's wrapped-number type); `side`
+ * says which operand is the scalar variants' number `s` (SCALAR_NONE: none). */
+static wk_tensor *binary_op(wk_binary_op op, wk_tensor *a, wk_tensor *b, wk_dtype dtype,
+                           int side, double s)
 {
     if ((unsigned)op >= WK_BINARY_COUNT) {
         if (WKI_CHECK("binary", a, b)) wk_set_error("binary: invalid op %d", (int)op);
@@ -299,12 +477,27 @@ static wk_tensor *binary_op(wk_binary_op op, wk_tensor *a, wk_tensor *b, wk_dtyp
             wk_set_error("%s: no kernel for %s", name, wk_dtype_name(compute));
         return NULL;
     }
+    if (!(flags & BIN_NO_GRAD) && wk_dtype_is_float(out_dtype) && wki_grad_needed(2, ins)) {
+        wk_tensor *rec[2] = {a, b};
+        int nrec = 2;
+        if (side == SCALAR_A) rec[0] = b;
+        if (side != SCALAR_NONE) nrec = 1;
+        wki_node *n = wki_node_new(out, name, binary_backward, nrec, rec);
+        if (!n) {
+            wk_tensor_free(out);
+            return NULL;
+        }
+        n->i[0] = op;
+        n->i[1] = side;
+        n->i[2] = compute;
+        n->f[0] = s;
+    }
     return out;
 }
 
 wk_tensor *wk_binary(wk_binary_op op, wk_tensor *a, wk_tensor *b)
 {
-    return binary_op(op, a, b, WK_DTYPE_COUNT);
+    return binary_op(op, a, b, WK_DTYPE_COUNT, SCALAR_NONE, 0);
 }
 
 wk_tensor *wk_add(wk_tensor *a, wk_tensor *b) { return wk_binary(WK_BINARY_ADD, a, b); }
@@ -335,37 +528,7 @@ wk_tensor *wk_le(wk_tensor *a, wk_tensor *b) { return wk_binary(WK_BINARY_LE, a,
 wk_tensor *wk_gt(wk_tensor *a, wk_tensor *b) { return wk_binary(WK_BINARY_GT, a, b); }
 wk_tensor *wk_ge(wk_tensor *a, wk_tensor *b) { return wk_binary(WK_BINARY_GE, a, b); }
 
-/* ---- scalar variants: the number as a 0-d CPU tensor on the stack ---- */
-
-/* Lives for one call: the binary front-end does not keep its inputs. (When autograd
- * saves inputs, it must copy this one out instead of keeping the pointer.) */
-typedef struct {
-    wk_tensor t;
-    wk_storage s;
-    union {
-        float f32;
-        double f64;
-        int32_t i32;
-        int64_t i64;
-        uint8_t u8;
-    } v;
-} scalar_box;
-
-static wk_tensor *scalar_tensor(scalar_box *box, wk_dtype dtype, double s)
-{
-    memset(box, 0, sizeof *box);
-    box->s.data = &box->v;
-    box->s.nbytes = box->s.capacity = sizeof box->v;
-    box->s.device = WK_CPU;
-    box->s.external = true;
-    atomic_init(&box->s.refcount, 1);
-    box->t.storage = &box->s;
-    box->t.dtype = dtype;
-    box->t.device = WK_CPU;
-    box->t.frame_slot = -1; /* in no frame: never released */
-    wki_ew_convert(dtype, &box->v, WK_DTYPE_F64, (const char *)&s, 0, 1);
-    return &box->t;
-}
+/* ---- scalar variants ---- */
 
 static wk_tensor *binary_scalar(wk_binary_op op, wk_tensor *x, double s, bool reversed)
 {
@@ -380,7 +543,7 @@ static wk_tensor *binary_scalar(wk_binary_op op, wk_tensor *x, double s, bool re
     }
     scalar_box box;
     wk_tensor *st = scalar_tensor(&box, r, s);
-    return reversed ? binary_op(op, st, x, r) : binary_op(op, x, st, r);
+    return reversed ? binary_op(op, st, x, r, SCALAR_A, s) : binary_op(op, x, st, r, SCALAR_B, s);
 }
 
 wk_tensor *wk_add_scalar(wk_tensor *x, double s)
@@ -434,6 +597,20 @@ wk_tensor *wk_ge_scalar(wk_tensor *x, double s)
 
 /* ---- where ---- */
 
+/* grad_out where the condition picked the input, 0 elsewhere; saved[0] is cond. */
+static int where_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    scalar_box box;
+    wk_tensor *zero = scalar_tensor(&box, g->dtype, 0);
+    for (int k = 0; k < 2; k++) {
+        if (!wki_node_input_needs_grad(n, k)) continue;
+        wk_tensor *full = k == 0 ? wk_where(n->saved[0], g, zero) : wk_where(n->saved[0], zero, g);
+        grads[k] = grad_for_input(full, g, n->inputs[k]);
+        if (!grads[k]) return -1;
+    }
+    return 0;
+}
+
 wk_tensor *wk_where(wk_tensor *cond, wk_tensor *a, wk_tensor *b)
 {
     if (!WKI_CHECK("where", cond, a, b)) return NULL;
@@ -463,5 +640,127 @@ wk_tensor *wk_where(wk_tensor *cond, wk_tensor *a, wk_tensor *b)
         wk_tensor_free(out);
         return NULL;
     }
+    if (wk_dtype_is_float(out->dtype) && wki_grad_needed(2, (const wk_tensor *[]){a, b})) {
+        wki_node *n = wki_node_new(out, "where", where_backward, 2, (wk_tensor *[]){a, b});
+        if (!n) {
+            wk_tensor_free(out);
+            return NULL;
+        }
+        wki_node_save(n, 0, cond);
+    }
     return out;
+}
+
+/* ---- in place ---- */
+
+/* What add_ and mul_scalar_ check of their destination: no graph recording is skipped
+ * silently, no element is stored twice, and the result type fits (torch's can_cast: no
+ * float into an integer tensor, no number into a bool one). */
+static bool check_inplace(const char *op, const wk_tensor *dst, wk_dtype result)
+{
+    if (dst->requires_grad && wk_grad_enabled()) {
+        wk_set_error("%s: the destination (%s %s) requires grad, and in-place ops are not "
+                     "recorded by autograd; update it inside wk_no_grad_begin/end, or use the "
+                     "out-of-place op",
+                     op, wk_dtype_name(dst->dtype), wki_shape_s(dst));
+        return false;
+    }
+    for (int d = 0; d < dst->ndim; d++) {
+        if (dst->strides[d] == 0 && dst->shape[d] > 1) {
+            wk_set_error("%s: the destination (shape %s) has elements sharing one memory "
+                         "location (an expanded view); write into wk_contiguous(t) instead",
+                         op, wki_shape_s(dst));
+            return false;
+        }
+    }
+    if (category(result) > category(dst->dtype)) {
+        wk_set_error("%s: the result type %s cannot be stored in the %s destination (shape "
+                     "%s)",
+                     op, wk_dtype_name(result), wk_dtype_name(dst->dtype), wki_shape_s(dst));
+        return false;
+    }
+    return true;
+}
+
+/* Bytes [*lo, *hi] that t's elements span in its storage; false when it has none. */
+static bool byte_span(const wk_tensor *t, int64_t *lo, int64_t *hi)
+{
+    int64_t first = t->offset, last = t->offset;
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->shape[d] == 0) return false;
+        int64_t ext = (t->shape[d] - 1) * t->strides[d];
+        if (ext < 0) first += ext;
+        else last += ext;
+    }
+    int64_t size = (int64_t)wk_dtype_size(t->dtype);
+    *lo = first * size;
+    *hi = last * size + size - 1;
+    return true;
+}
+
+/* True when src shares memory with dst other than element for element (x += x is fine,
+ * x[1:] += x[:-1] is not: its result would depend on the order of the updates). */
+static bool partial_overlap(const wk_tensor *dst, const wk_tensor *src)
+{
+    if (dst->storage != src->storage) return false;
+    if (src->dtype == dst->dtype && src->offset == dst->offset && src->ndim == dst->ndim &&
+        !memcmp(src->shape, dst->shape, sizeof dst->shape[0] * (size_t)dst->ndim) &&
+        !memcmp(src->strides, dst->strides, sizeof dst->strides[0] * (size_t)dst->ndim))
+        return false;
+    int64_t dl, dh, sl, sh;
+    if (!byte_span(dst, &dl, &dh) || !byte_span(src, &sl, &sh)) return false;
+    return dl <= sh && sl <= dh;
+}
+
+wk_tensor *wk_add_(wk_tensor *dst, wk_tensor *src)
+{
+    const char *op = "add_";
+    if (!WKI_CHECK(op, dst, src) || !check_dtype(op, dst) || !check_dtype(op, src))
+        return NULL;
+    bool cpu_scalar = src->ndim == 0 && src->device.type == WK_DEVICE_CPU;
+    if (!cpu_scalar && !wki_same_device(op, dst, src)) return NULL;
+    const wk_tensor *ins[2] = {dst, src};
+    int64_t shape[WK_MAX_DIMS];
+    int nd;
+    if (!wki_broadcast_shape(op, 2, ins, shape, &nd)) return NULL;
+    if (nd != dst->ndim || memcmp(shape, dst->shape, sizeof shape[0] * (size_t)nd)) {
+        wk_set_error("add_: src of shape %s does not broadcast to the destination's shape %s",
+                     wki_shape_s(src), wki_shape_s(dst));
+        return NULL;
+    }
+    if (!check_inplace(op, dst, wk_result_type(dst, src))) return NULL;
+    if (partial_overlap(dst, src)) {
+        wk_set_error("add_: src (shape %s) partly overlaps the destination (shape %s) in "
+                     "memory; pass wk_clone(src)",
+                     wki_shape_s(src), wki_shape_s(dst));
+        return NULL;
+    }
+    wki_inplace_kernel kernel = KERNEL_FOR(inplace_kernels, dst->device);
+    if (!kernel) {
+        no_kernel(op, dst->device);
+        return NULL;
+    }
+    if (kernel(WK_BINARY_ADD, dst, src) != WKI_EW_OK) {
+        wk_set_error("add_: no kernel for %s", wk_dtype_name(dst->dtype));
+        return NULL;
+    }
+    return dst;
+}
+
+wk_tensor *wk_mul_scalar_(wk_tensor *t, double s)
+{
+    const char *op = "mul_scalar_";
+    if (!WKI_CHECK(op, t) || !check_dtype(op, t)) return NULL;
+    if (!check_inplace(op, t, scalar_result_type(t->dtype, s))) return NULL;
+    wki_inplace_kernel kernel = KERNEL_FOR(inplace_kernels, t->device);
+    if (!kernel) {
+        no_kernel(op, t->device);
+        return NULL;
+    }
+    scalar_box box;
+    if (kernel(WK_BINARY_MUL, t, scalar_tensor(&box, t->dtype, s)) != WKI_EW_OK) {
+        wk_set_error("mul_scalar_: no kernel for %s", wk_dtype_name(t->dtype));
+        return NULL;
+    }
+    return t;
 }

@@ -18,6 +18,13 @@
  * give bool; float-only math (exp, log, gelu, ..., div) on integer or bool inputs gives
  * float32. bf16/f16 are storage types: convert them with wk_to_dtype first.
  * Integer arithmetic wraps around on overflow, as in torch.
+ *
+ * Autograd: with grad mode on, an op whose result is floating point records a node when
+ * an input requires grad (see autograd/autograd.h); gradients follow torch's formulas and
+ * conventions (relu'(0) = 0, abs'(0) = 0, maximum/minimum split ties equally, zero
+ * gradients for sign and rounding). floor_divide and the comparisons are not
+ * differentiable: their results never require grad. The in-place wk_add_ and
+ * wk_mul_scalar_ record nothing.
  */
 #ifndef WK_ELEMENTWISE_H
 #define WK_ELEMENTWISE_H
@@ -167,6 +174,18 @@ wk_tensor *wk_lt_scalar(wk_tensor *x, double s);
 wk_tensor *wk_le_scalar(wk_tensor *x, double s);
 wk_tensor *wk_gt_scalar(wk_tensor *x, double s);
 wk_tensor *wk_ge_scalar(wk_tensor *x, double s);
+
+/* ---- in place (not recorded by autograd) ---- */
+
+/* dst += src, src broadcast to dst's shape and converted to dst's dtype (bool: logical
+ * or). Returns dst. Errors: shapes that do not broadcast to dst, a result type dst
+ * cannot hold (float into an integer tensor, numbers into bool), dst requiring grad
+ * while grad mode is on, dst an expanded view (elements sharing memory), src partly
+ * overlapping dst, bf16/f16, different devices. */
+wk_tensor *wk_add_(wk_tensor *dst, wk_tensor *src);
+/* t *= s. Returns t. Errors: a fractional s for an integer t, a bool t, t requiring grad
+ * while grad mode is on, t an expanded view, bf16/f16. */
+wk_tensor *wk_mul_scalar_(wk_tensor *t, double s);
 
 /* ---- selection ---- */
 

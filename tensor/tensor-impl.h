@@ -35,8 +35,12 @@ void wki_storage_release(wk_storage *s);
 
 /* A zeroed handle registered in the current frame (or persistent outside frames). */
 wk_tensor *wki_tensor_alloc(void);
-/* Take one more reference on a handle (released with wk_tensor_free). */
+/* Take one more reference on a handle (released with wki_tensor_release). */
 void wki_tensor_retain(wk_tensor *t);
+/* Drop a reference taken with wki_tensor_retain (an autograd node's), leaving the owner's
+ * frame registration alone; the last reference frees the handle. wk_tensor_free is the
+ * owner's release: it also takes the handle out of its frame. NULL-safe. */
+void wki_tensor_release(wk_tensor *t);
 /* Take a frame handle out of its frame: it becomes persistent. */
 void wki_make_persistent(wk_tensor *t);
 /* A new handle sharing t's storage, dtype, device, shape, strides and offset. */

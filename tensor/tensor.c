@@ -54,9 +54,15 @@ void wki_make_persistent(wk_tensor *t)
 void wk_tensor_free(wk_tensor *t)
 {
     if (!t) return;
-    /* Whoever frees it, the handle leaves its frame; nodes may still hold it. */
+    /* The owner's reference: the handle leaves its frame; nodes may still hold it. */
     wki_make_persistent(t);
-    if (--t->refs > 0) return;
+    wki_tensor_release(t);
+}
+
+void wki_tensor_release(wk_tensor *t)
+{
+    if (!t || --t->refs > 0) return;
+    wki_make_persistent(t);
     if (t->grad_fn) wki_node_free(t->grad_fn);
     wki_storage_release(t->storage);
     if (t->grad) wk_tensor_free(t->grad);

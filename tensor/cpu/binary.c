@@ -282,6 +282,165 @@ static wki_loop_fn pow_special(const wk_tensor *b, wk_dtype compute)
     return NULL;
 }
 
+/* ---- backward: the gradient of one operand in one pass ----
+ * Operands: 0 = grad_in (contiguous), 1 = grad_out (g), 2 = a, 3 = b, all in the float
+ * compute dtype. The formulas and their conventions at 0 and at ties are torch's
+ * (derivatives.yaml): pow's base gradient is 0 where the exponent is 0, its exponent
+ * gradient 0 where the base is 0 and the exponent >= 0; maximum/minimum split ties. */
+#define GRAD2_LOOP(NAME, T, EXPR)                                                        \
+    static void NAME(char **d, const int64_t *s, int64_t n, void *ctx)                   \
+    {                                                                                    \
+        (void)ctx;                                                                       \
+        const int64_t z_ = (int64_t)sizeof(T);                                           \
+        if (s[0] == z_ && s[1] == z_ && s[2] == z_ && s[3] == z_) {                      \
+            T *restrict o_ = (T *)d[0];                                                  \
+            const T *restrict g_ = (const T *)d[1], *restrict a_ = (const T *)d[2];      \
+            const T *restrict b_ = (const T *)d[3];                                      \
+            for (int64_t k = 0; k < n; k++) {                                            \
+                const T g = g_[k], a = a_[k], b = b_[k];                                 \
+                (void)a, (void)b;                                                        \
+                o_[k] = (EXPR);                                                          \
+            }                                                                            \
+        } else if (s[0] == z_ && s[1] == z_ && s[2] == z_ && s[3] == 0) {                \
+            T *restrict o_ = (T *)d[0];                                                  \
+            const T *restrict g_ = (const T *)d[1], *restrict a_ = (const T *)d[2];      \
+            const T b = *(const T *)d[3];                                                \
+            for (int64_t k = 0; k < n; k++) {                                            \
+                const T g = g_[k], a = a_[k];                                            \
+                (void)a, (void)b;                                                        \
+                o_[k] = (EXPR);                                                          \
+            }                                                                            \
+        } else if (s[0] == z_ && s[1] == z_ && s[2] == 0 && s[3] == z_) {                \
+            T *restrict o_ = (T *)d[0];                                                  \
+            const T *restrict g_ = (const T *)d[1], *restrict b_ = (const T *)d[3];      \
+            const T a = *(const T *)d[2];                                                \
+            for (int64_t k = 0; k < n; k++) {                                            \
+                const T g = g_[k], b = b_[k];                                            \
+                (void)a, (void)b;                                                        \
+                o_[k] = (EXPR);                                                          \
+            }                                                                            \
+        } else {                                                                         \
+            for (int64_t k = 0; k < n; k++) {                                            \
+                const T g = *(const T *)(d[1] + k * s[1]);                               \
+                const T a = *(const T *)(d[2] + k * s[2]);                               \
+                const T b = *(const T *)(d[3] + k * s[3]);                               \
+                (void)a, (void)b;                                                        \
+                *(T *)(d[0] + k * s[0]) = (EXPR);                                        \
+            }                                                                            \
+        }                                                                                \
+    }
+
+#define GRAD2_LOOPS(SFX, T, POW, LOG)                                                    \
+    GRAD2_LOOP(mul_ga_##SFX, T, g * b)                                                   \
+    GRAD2_LOOP(mul_gb_##SFX, T, g * a)                                                   \
+    GRAD2_LOOP(div_ga_##SFX, T, g / b)                                                   \
+    GRAD2_LOOP(div_gb_##SFX, T, -g * ((a / b) / b))                                      \
+    GRAD2_LOOP(pow_ga_##SFX, T, b == 0 ? (T)0 : g * (b * POW(a, b - 1)))                 \
+    GRAD2_LOOP(pow2_ga_##SFX, T, g * ((T)2 * a))                                         \
+    GRAD2_LOOP(pow_gb_##SFX, T, g * (a == 0 && b >= 0 ? (T)0 : POW(a, b) * LOG(a)))      \
+    GRAD2_LOOP(max_ga_##SFX, T, a == b ? g / 2 : a < b ? (T)0 : g)                       \
+    GRAD2_LOOP(max_gb_##SFX, T, a == b ? g / 2 : a > b ? (T)0 : g)                       \
+    GRAD2_LOOP(min_ga_##SFX, T, a == b ? g / 2 : a > b ? (T)0 : g)                       \
+    GRAD2_LOOP(min_gb_##SFX, T, a == b ? g / 2 : a < b ? (T)0 : g)                       \
+    GRAD2_LOOP(remainder_gb_##SFX, T, -g * floordiv1_##SFX(a, b))
+GRAD2_LOOPS(f32, float, powf, logf)
+GRAD2_LOOPS(f64, double, pow, log)
+
+/* Indexed by op, operand (a, b) and dtype (f32, f64). NULL where no loop is needed (add,
+ * sub, remainder's a: the gradient is grad_out or its negation) or the op has no
+ * gradient (floor_divide, comparisons); ops added later default to NULL, an error. */
+#define GRAD2_ROW(GA, GB) {{GA##_f32, GA##_f64}, {GB##_f32, GB##_f64}}
+static const wki_loop_fn binary_grad_loops[WK_BINARY_COUNT][2][2] = {
+    [WK_BINARY_MUL] = GRAD2_ROW(mul_ga, mul_gb),
+    [WK_BINARY_DIV] = GRAD2_ROW(div_ga, div_gb),
+    [WK_BINARY_POW] = GRAD2_ROW(pow_ga, pow_gb),
+    [WK_BINARY_MAXIMUM] = GRAD2_ROW(max_ga, max_gb),
+    [WK_BINARY_MINIMUM] = GRAD2_ROW(min_ga, min_gb),
+    [WK_BINARY_REMAINDER] = {{NULL, NULL}, {remainder_gb_f32, remainder_gb_f64}},
+};
+
+wki_ew_status wki_cpu_binary_backward(wk_binary_op op, int which, wk_tensor *grad_in,
+                                      const wk_tensor *grad_out, const wk_tensor *a,
+                                      const wk_tensor *b)
+{
+    wk_dtype c = grad_in->dtype;
+    if ((unsigned)op >= WK_BINARY_COUNT || (which != 0 && which != 1) ||
+        (c != WK_DTYPE_F32 && c != WK_DTYPE_F64))
+        return WKI_EW_UNSUPPORTED;
+    bool f64 = c == WK_DTYPE_F64;
+    wki_loop_fn fn = binary_grad_loops[op][which][f64];
+    if (!fn) return WKI_EW_UNSUPPORTED;
+    if (op == WK_BINARY_POW && which == 0 && wk_numel(b) == 1) {
+        /* x ** 2, the common case, without a pow() per element (the same value) */
+        double e;
+        wki_ew_convert(WK_DTYPE_F64, &e, b->dtype, wk_data(b), 0, 1);
+        if ((f64 ? e : (float)e) == 2) fn = f64 ? pow2_ga_f64 : pow2_ga_f32;
+    }
+    const wk_tensor *ops[4] = {grad_in, grad_out, a, b};
+    wki_ew_run(4, ops, (const wk_dtype[]){c, c, c, c}, fn, NULL);
+    return WKI_EW_OK;
+}
+
+/* ---- in place: dst = dst op src (a is dst's element, b src's) ---- */
+
+/* dst is read and written through the same pointer, and src may be dst itself (x += x),
+ * so these loops take no restrict. */
+#define INPLACE_LOOP(NAME, T, EXPR)                                                      \
+    static void NAME(char **d, const int64_t *s, int64_t n, void *ctx)                   \
+    {                                                                                    \
+        (void)ctx;                                                                       \
+        const int64_t z_ = (int64_t)sizeof(T);                                           \
+        if (s[0] == z_ && s[1] == z_) {                                                  \
+            T *o_ = (T *)d[0];                                                           \
+            const T *y_ = (const T *)d[1];                                               \
+            for (int64_t k = 0; k < n; k++) {                                            \
+                const T a = o_[k], b = y_[k];                                            \
+                o_[k] = (EXPR);                                                          \
+            }                                                                            \
+        } else if (s[0] == z_ && s[1] == 0) {                                            \
+            T *restrict o_ = (T *)d[0];                                                  \
+            const T b = *(const T *)d[1];                                                \
+            for (int64_t k = 0; k < n; k++) {                                            \
+                const T a = o_[k];                                                       \
+                o_[k] = (EXPR);                                                          \
+            }                                                                            \
+        } else {                                                                         \
+            for (int64_t k = 0; k < n; k++) {                                            \
+                T *o = (T *)(d[0] + k * s[0]);                                           \
+                const T a = *o, b = *(const T *)(d[1] + k * s[1]);                       \
+                *o = (EXPR);                                                             \
+            }                                                                            \
+        }                                                                                \
+    }
+INPLACE_LOOP(iadd_f32, float, a + b)
+INPLACE_LOOP(iadd_f64, double, a + b)
+INPLACE_LOOP(iadd_i32, int32_t, WRAP(int32_t, uint32_t, a, +, b))
+INPLACE_LOOP(iadd_i64, int64_t, WRAP(int64_t, uint64_t, a, +, b))
+INPLACE_LOOP(iadd_u8, uint8_t, (uint8_t)(a + b))
+INPLACE_LOOP(ior_b8, uint8_t, a | b)
+INPLACE_LOOP(imul_f32, float, a * b)
+INPLACE_LOOP(imul_f64, double, a * b)
+INPLACE_LOOP(imul_i32, int32_t, WRAP(int32_t, uint32_t, a, *, b))
+INPLACE_LOOP(imul_i64, int64_t, WRAP(int64_t, uint64_t, a, *, b))
+INPLACE_LOOP(imul_u8, uint8_t, (uint8_t)(a * b))
+INPLACE_LOOP(iand_b8, uint8_t, a & b)
+
+/* add and mul by dst's dtype (f32, f64, i32, i64, u8, bool). */
+static const wki_loop_fn inplace_loops[2][COMPUTE_DTYPES] = {
+    {iadd_f32, iadd_f64, iadd_i32, iadd_i64, iadd_u8, ior_b8},
+    {imul_f32, imul_f64, imul_i32, imul_i64, imul_u8, iand_b8},
+};
+
+wki_ew_status wki_cpu_inplace(wk_binary_op op, wk_tensor *dst, const wk_tensor *src)
+{
+    wk_dtype c = dst->dtype;
+    if ((op != WK_BINARY_ADD && op != WK_BINARY_MUL) || (unsigned)c >= COMPUTE_DTYPES)
+        return WKI_EW_UNSUPPORTED;
+    const wk_tensor *ops[2] = {dst, src};
+    wki_ew_run(2, ops, (const wk_dtype[]){c, c}, inplace_loops[op == WK_BINARY_MUL][c], NULL);
+    return WKI_EW_OK;
+}
+
 /* ---- integer division by zero ---- */
 
 typedef struct {

@@ -26,8 +26,39 @@ typedef wki_ew_status (*wki_binary_kernel)(wk_binary_op op, wk_tensor *out,
 typedef wki_ew_status (*wki_where_kernel)(wk_tensor *out, const wk_tensor *cond,
                                           const wk_tensor *a, const wk_tensor *b);
 
+/* Backward of a unary op: grad_in (new, contiguous, x's shape, the forward's float dtype)
+ * = grad_out * op'(x), computed in one pass from `saved`: the forward's output for the
+ * ops wki_unary_grad_uses_output names, x for the others; params: clamp's bounds. */
+typedef wki_ew_status (*wki_unary_backward_kernel)(wk_unary_op op, wk_tensor *grad_in,
+                                                   const wk_tensor *grad_out,
+                                                   const wk_tensor *saved,
+                                                   const double *params);
+/* Backward of a binary op for operand `which` (0 = a, 1 = b): grad_in (new, contiguous,
+ * the broadcast shape, the forward's float compute dtype) = grad_out * d op(a, b) / d
+ * operand, before the broadcast dims are summed back. mul, div, pow, maximum, minimum
+ * and remainder (b only); a and b are converted to grad_in's dtype on the fly. */
+typedef wki_ew_status (*wki_binary_backward_kernel)(wk_binary_op op, int which,
+                                                    wk_tensor *grad_in,
+                                                    const wk_tensor *grad_out,
+                                                    const wk_tensor *a, const wk_tensor *b);
+/* dst = dst op src in place (add, mul), src broadcast to dst and converted to its dtype;
+ * dst has no overlapping elements and src does not partly overlap it (checked before). */
+typedef wki_ew_status (*wki_inplace_kernel)(wk_binary_op op, wk_tensor *dst,
+                                            const wk_tensor *src);
+
+/* True for the unary ops whose backward reads the forward's output (exp, sqrt, rsqrt,
+ * relu, sigmoid, tanh, reciprocal) rather than its input (tensor/elementwise.c). */
+bool wki_unary_grad_uses_output(wk_unary_op op);
+
 wki_ew_status wki_cpu_unary(wk_unary_op op, wk_tensor *out, const wk_tensor *x,
                             const double *params);
+wki_ew_status wki_cpu_unary_backward(wk_unary_op op, wk_tensor *grad_in,
+                                     const wk_tensor *grad_out, const wk_tensor *saved,
+                                     const double *params);
+wki_ew_status wki_cpu_binary_backward(wk_binary_op op, int which, wk_tensor *grad_in,
+                                      const wk_tensor *grad_out, const wk_tensor *a,
+                                      const wk_tensor *b);
+wki_ew_status wki_cpu_inplace(wk_binary_op op, wk_tensor *dst, const wk_tensor *src);
 wki_ew_status wki_cpu_binary(wk_binary_op op, wk_tensor *out, const wk_tensor *a,
                              const wk_tensor *b, wk_dtype compute);
 wki_ew_status wki_cpu_where(wk_tensor *out, const wk_tensor *cond, const wk_tensor *a,

@@ -954,3 +954,141 @@ Test(elementwise, large_odd_sizes_use_threads_and_match)
     cr_assert_eq(memcmp(wk_data(g1), pg, (size_t)(R * C) * sizeof(float)), 0);
     cr_assert_eq(memcmp(wk_data(s1), ps, (size_t)(R * C) * sizeof(float)), 0);
 }
+
+/* ---- in place: add_ and mul_scalar_ ---- */
+
+/* dst += src for every dtype, dst laid out contiguous/transposed/sliced, src in every
+ * layout and broadcast from a row or a 0-d tensor; src is converted to dst's dtype first
+ * (so f32 += f64 rounds src, then the sum). */
+Test(elementwise, add_inplace_layouts_dtypes_broadcast)
+{
+    for (int di = 0; di < NDTYPES; di++) {
+        wk_dtype d = dtypes[di];
+        for (int L = CONTIG; L <= SLICED; L++) {
+            for (int S = 0; S < LAYOUTS + 2; S++) {
+                wk_tensor *dst = make_as(d, WK_SHAPE(3, 4), (layout)L, false);
+                wk_tensor *before = wk_clone(dst);
+                wk_tensor *src = S < LAYOUTS ? make_as(d, WK_SHAPE(3, 4), (layout)S, false)
+                                 : S == LAYOUTS ? make(d, WK_SHAPE(4), false)
+                                                : make(d, NULL, 0, false);
+                cr_assert_eq(wk_add_(dst, src), dst, "%s", wk_last_error());
+                for (int64_t i = 0; i < 12; i++) {
+                    int64_t idx[2] = {i / 4, i % 4};
+                    double a = tu_at(before, i), b = bget(src, idx, 2);
+                    double e = d == WK_DTYPE_BOOL ? (a != 0 || b != 0) : cast_to(d, a + b);
+                    cr_assert_eq(tu_at(dst, i), e, "%s dst %s src %d [%lld]: %g, expected %g",
+                                 wk_dtype_name(d), layout_name[L], S, (long long)i,
+                                 tu_at(dst, i), e);
+                }
+            }
+        }
+    }
+}
+
+Test(elementwise, add_inplace_mixed_dtypes_and_aliasing)
+{
+    wk_tensor *f = tu_f32(WK_SHAPE(2), 1, 2);
+    wk_add_(f, tu_f64(WK_SHAPE(2), 0.1, 1e-9));
+    expect_values(f, 0, (float)(1 + (float)0.1), 2);
+    wk_tensor *i = tu_i64(WK_SHAPE(3), 1, 2, INT64_MAX);
+    wk_add_(i, wk_from_array((int32_t[]){1, -5, 1}, WK_SHAPE(3), WK_DTYPE_I32));
+    cr_assert_eq(((int64_t *)wk_data(i))[2], INT64_MIN, "wraps");
+    expect_values(wk_slice(i, 0, 0, 2, 1), 0, 2, -3);
+    wk_tensor *u = wk_from_array((uint8_t[]){250, 3}, WK_SHAPE(2), WK_DTYPE_U8);
+    wk_add_(u, wk_from_array((uint8_t[]){1, 1}, WK_SHAPE(2), WK_DTYPE_BOOL));
+    expect_values(u, 0, 251, 4);
+    wk_tensor *x = tu_f64(WK_SHAPE(3), 1, -2, 3);
+    cr_assert_eq(wk_add_(x, x), x, "x += x is element for element: %s", wk_last_error());
+    expect_values(x, 0, 2, -4, 6);
+    wk_tensor *e = wk_zeros(WK_SHAPE(0, 3), WK_DTYPE_F32);
+    cr_assert_eq(wk_add_(e, tu_f32(WK_SHAPE(3), 1, 2, 3)), e);
+    /* a leaf that requires grad can be updated under no_grad (optimizers do) */
+    wk_tensor *w = wk_requires_grad_(tu_f64(WK_SHAPE(2), 1, 2), true);
+    wk_no_grad_begin();
+    cr_assert_eq(wk_add_(w, tu_f64(WK_SHAPE(2), 1, 1)), w);
+    cr_assert_eq(wk_mul_scalar_(w, 0.5), w);
+    wk_no_grad_end();
+    expect_values(w, 0, 1, 1.5);
+    cr_assert_null(w->grad_fn);
+}
+
+Test(elementwise, add_inplace_large_matches_and_is_thread_independent)
+{
+    const int64_t R = 1000, C = 1001;
+    wk_tensor *base = make(WK_DTYPE_F32, WK_SHAPE(C, R), false);
+    wk_tensor *dst = wk_transpose(wk_clone(base), 0, 1); /* [R, C] transposed */
+    wk_tensor *row = make(WK_DTYPE_F64, WK_SHAPE(C), false);
+    cr_assert_eq(wk_add_(dst, row), dst);
+    const float *pb = wk_data(base);
+    const double *pr = wk_data(row);
+    for (int64_t i = 0; i < R; i++)
+        for (int64_t j = 0; j < C; j++)
+            cr_assert_eq(((float *)wk_data(dst))[j * R + i], pb[j * R + i] + (float)pr[j]);
+    int nt = wk_get_num_threads();
+    wk_set_num_threads(1);
+    wk_tensor *d1 = wk_transpose(wk_clone(base), 0, 1);
+    wk_add_(d1, row);
+    wk_mul_scalar_(d1, 1.5);
+    wk_set_num_threads(nt);
+    wk_mul_scalar_(dst, 1.5);
+    cr_assert_eq(memcmp(wk_data(d1), wk_data(dst), (size_t)(R * C) * sizeof(float)), 0);
+}
+
+Test(elementwise, mul_scalar_inplace)
+{
+    wk_tensor *f = wk_transpose(tu_f32(WK_SHAPE(2, 2), 1, 2, 3, 4), 0, 1);
+    cr_assert_eq(wk_mul_scalar_(f, -0.5), f);
+    expect_values(f, 0, -0.5, -1.5, -1, -2);
+    wk_tensor *d = wk_slice(tu_f64(WK_SHAPE(4), 1, 2, 3, 4), 0, 0, 4, 2);
+    wk_mul_scalar_(d, 3);
+    expect_values(d, 0, 3, 9);
+    wk_tensor *i = wk_from_array((int32_t[]){7, INT32_MAX}, WK_SHAPE(2), WK_DTYPE_I32);
+    wk_mul_scalar_(i, 2);
+    cr_assert_eq(((int32_t *)wk_data(i))[0], 14);
+    cr_assert_eq(((int32_t *)wk_data(i))[1], -2, "wraps");
+    wk_tensor *u = wk_from_array((uint8_t[]){200}, WK_SHAPE(1), WK_DTYPE_U8);
+    wk_mul_scalar_(u, 2);
+    expect_values(u, 0, 144);
+}
+
+Test(elementwise, inplace_errors)
+{
+    wk_tensor *x = tu_f32(WK_SHAPE(3), 1, 2, 3);
+    expect_error(wk_add_(x, tu_f32(WK_SHAPE(2, 3), 1, 2, 3, 4, 5, 6)),
+                 "add_: src of shape [2, 3] does not broadcast to the destination's shape [3]");
+    expect_error(wk_add_(x, tu_f32(WK_SHAPE(4), 1, 2, 3, 4)), "add_");
+    expect_error(wk_add_(tu_i64(WK_SHAPE(1), 1), tu_f32(WK_SHAPE(1), 1)),
+                 "add_: the result type float32 cannot be stored in the int64 destination");
+    expect_error(wk_add_(wk_from_array((uint8_t[]){1}, WK_SHAPE(1), WK_DTYPE_BOOL),
+                         tu_i64(WK_SHAPE(1), 1)),
+                 "cannot be stored in the bool destination");
+    wk_tensor *w = wk_requires_grad_(tu_f64(WK_SHAPE(2), 1, 2), true);
+    expect_error(wk_add_(w, tu_f64(WK_SHAPE(2), 1, 1)),
+                 "add_: the destination (float64 [2]) requires grad");
+    expect_error(wk_mul_scalar_(w, 2), "mul_scalar_: the destination (float64 [2]) requires "
+                                       "grad");
+    expect_error(wk_add_(wk_exp(w), tu_f64(WK_SHAPE(2), 1, 1)), "requires grad");
+    wk_tensor *ex = wk_expand(tu_f32(WK_SHAPE(1), 1), WK_SHAPE(3));
+    expect_error(wk_add_(ex, x), "add_: the destination (shape [3]) has elements sharing");
+    expect_error(wk_mul_scalar_(ex, 2), "mul_scalar_: the destination (shape [3]) has");
+    wk_tensor *r = tu_f64(WK_SHAPE(4), 1, 2, 3, 4);
+    expect_error(wk_add_(wk_slice(r, 0, 1, 4, 1), wk_slice(r, 0, 0, 3, 1)),
+                 "add_: src (shape [3]) partly overlaps the destination");
+    expect_values(r, 0, 1, 2, 3, 4);
+    cr_assert_not_null(wk_add_(wk_slice(r, 0, 0, 2, 1), wk_slice(r, 0, 2, 4, 1)),
+                       "disjoint parts of one storage: %s", wk_last_error());
+    expect_values(r, 0, 4, 6, 3, 4);
+    expect_error(wk_add_(wk_to_dtype(x, WK_DTYPE_BF16), x), "add_: bfloat16 tensors are not "
+                                                            "supported");
+    expect_error(wk_mul_scalar_(tu_i64(WK_SHAPE(1), 3), 0.5),
+                 "mul_scalar_: the result type float32 cannot be stored in the int64");
+    expect_error(wk_mul_scalar_(wk_from_array((uint8_t[]){1}, WK_SHAPE(1), WK_DTYPE_BOOL), 1),
+                 "cannot be stored in the bool destination");
+    wk_clear_error();
+    wk_set_error("first");
+    cr_assert_null(wk_add_(NULL, x));
+    cr_assert_null(wk_add_(x, NULL));
+    cr_assert_null(wk_mul_scalar_(NULL, 2));
+    cr_assert_str_eq(wk_last_error(), "first");
+    expect_error(wk_add_(NULL, x), "add_: input 0 is NULL");
+}
