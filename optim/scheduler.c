@@ -4,6 +4,7 @@
  * (or get_lr) operation for operation, so the doubles agree with torch's bit for bit on
  * the same libm. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -462,7 +463,12 @@ void wk_scheduler_free(wk_scheduler *s)
 
 cJSON *wki_json_double(double v)
 {
-    if (isfinite(v)) return cJSON_CreateNumber(v);
+    /* cJSON prints 15 digits whenever they come within an epsilon of v: 17 keep it exact */
+    if (isfinite(v)) {
+        char buf[40];
+        snprintf(buf, sizeof buf, "%.17g", v);
+        return cJSON_CreateRaw(buf);
+    }
     return cJSON_CreateString(isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
 }
 
