@@ -77,6 +77,9 @@ wk_scheduler *wki_sched_alloc(const char *who, wk_sched_type type, wk_optimizer 
 wk_scheduler *wki_sched_finish(wk_scheduler *s);
 /* Move a seekable scheduler (lr_at != NULL) to step k: steps, lr and nested ones. */
 int wki_sched_seek(wk_scheduler *s, int64_t k);
+/* wk_scheduler_step / _step_metric without the optimizer write (for nested schedulers). */
+int wki_sched_step(wk_scheduler *s);
+int wki_sched_step_metric(wk_scheduler *s, double metric);
 /* Whether lr(k) is a pure function of k (everything but metric-driven schedulers). */
 bool wki_sched_seekable(const wk_scheduler *s);
 /* Set the group count (reallocating base/lr) and the base lrs of s and its children. */

@@ -206,6 +206,16 @@ static bool not_null(const char *fn, const wk_scheduler *s)
     return s != NULL;
 }
 
+/* the public mutators refuse schedulers inside another: they move with the outer one */
+static bool can_change(const char *fn, const wk_scheduler *s)
+{
+    if (!not_null(fn, s)) return false;
+    if (s->owned)
+        wk_set_error("%s: this %s belongs to another scheduler; use the outer one", fn,
+                     info(s)->name);
+    return !s->owned;
+}
+
 wk_scheduler *wki_sched_alloc(const char *who, wk_sched_type type, wk_optimizer *opt)
 {
     int n = opt ? wk_optimizer_num_groups(opt) : 0;
@@ -329,7 +339,7 @@ static bool stepped(const wk_scheduler *s)
 int wk_scheduler_set_base_lrs(wk_scheduler *s, const double *lrs, int n)
 {
     const char *fn = "scheduler_set_base_lrs";
-    if (!not_null(fn, s)) return -1;
+    if (!can_change(fn, s)) return -1;
     if (n < 1 || !lrs) {
         wk_set_error("%s: %s: needs at least one base lr (got n = %d%s)", fn, info(s)->name, n,
                      lrs ? "" : ", lrs = NULL");
@@ -357,26 +367,32 @@ int wk_scheduler_set_base_lrs(wk_scheduler *s, const double *lrs, int n)
     return 0;
 }
 
+int wki_sched_step(wk_scheduler *s)
+{
+    return info(s)->step ? info(s)->step(s) : wki_sched_seek(s, s->steps + 1);
+}
+
+int wki_sched_step_metric(wk_scheduler *s, double metric)
+{
+    if (!info(s)->step_metric) {
+        wk_set_error("%s: takes no metric; step it with wk_scheduler_step", info(s)->name);
+        return -1;
+    }
+    return info(s)->step_metric(s, metric);
+}
+
 int wk_scheduler_step(wk_scheduler *s)
 {
-    if (!not_null("scheduler_step", s)) return -1;
-    int r;
-    if (info(s)->step)
-        r = info(s)->step(s);
-    else
-        r = wki_sched_seek(s, s->steps + 1);
+    if (!can_change("scheduler_step", s)) return -1;
+    int r = wki_sched_step(s);
     if (r == 0) apply_to_optimizer(s);
     return r;
 }
 
 int wk_scheduler_step_metric(wk_scheduler *s, double metric)
 {
-    if (!not_null("scheduler_step_metric", s)) return -1;
-    if (!info(s)->step_metric) {
-        wk_set_error("%s: takes no metric; step it with wk_scheduler_step", info(s)->name);
-        return -1;
-    }
-    int r = info(s)->step_metric(s, metric);
+    if (!can_change("scheduler_step_metric", s)) return -1;
+    int r = wki_sched_step_metric(s, metric);
     if (r == 0) apply_to_optimizer(s);
     return r;
 }
@@ -437,7 +453,7 @@ static void set_unit_apply(wk_scheduler *s, wk_sched_unit unit)
 
 int wk_scheduler_set_unit(wk_scheduler *s, wk_sched_unit unit)
 {
-    if (!not_null("scheduler_set_unit", s)) return -1;
+    if (!can_change("scheduler_set_unit", s)) return -1;
     if (unit != WK_SCHED_PER_STEP && unit != WK_SCHED_PER_EPOCH) {
         wk_set_error("scheduler_set_unit: %s: unit %d is not WK_SCHED_PER_STEP or "
                      "WK_SCHED_PER_EPOCH", info(s)->name, (int)unit);
@@ -448,15 +464,19 @@ int wk_scheduler_set_unit(wk_scheduler *s, wk_sched_unit unit)
     return 0;
 }
 
-void wk_scheduler_free(wk_scheduler *s)
+static void free_tree(wk_scheduler *s)
 {
-    if (!s) return;
     if (info(s)->free) info(s)->free(s);
-    for (int i = 0; i < s->nchildren; i++) wk_scheduler_free(s->children[i]);
+    for (int i = 0; i < s->nchildren; i++) free_tree(s->children[i]);
     free(s->children);
     free(s->base);
     free(s->lr);
     free(s);
+}
+
+void wk_scheduler_free(wk_scheduler *s)
+{
+    if (s && !s->owned) free_tree(s); /* an owned one goes with its owner */
 }
 
 /* ---- state ---- */
@@ -467,6 +487,8 @@ cJSON *wki_json_double(double v)
     if (isfinite(v)) {
         char buf[40];
         snprintf(buf, sizeof buf, "%.17g", v);
+        for (char *c = buf; *c; c++)
+            if (*c == ',') *c = '.'; /* a decimal comma from the locale */
         return cJSON_CreateRaw(buf);
     }
     return cJSON_CreateString(isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
@@ -634,7 +656,7 @@ int wki_sched_state_apply(wk_scheduler *s, const cJSON *o, bool apply)
 int wk_scheduler_state_load(wk_scheduler *s, const char *json)
 {
     const char *fn = "scheduler_state_load";
-    if (!not_null(fn, s)) return -1;
+    if (!can_change(fn, s)) return -1;
     cJSON *o = json ? cJSON_Parse(json) : NULL;
     if (!o) {
         wk_set_error("%s: %s: the state is not valid JSON", fn, info(s)->name);

@@ -34,7 +34,9 @@
  * Errors: constructors return NULL and functions -1 (NaN for lrs) with wk_last_error()
  * naming the scheduler and the offending option by its config key ("StepLR: step_size
  * must be >= 1, got 0"). Constructors that wrap schedulers take ownership of them, also
- * when they fail; a NULL scheduler passed in keeps the first error.
+ * when they fail (except ones that already belong to another scheduler); a NULL scheduler
+ * passed in keeps the first error. A scheduler inside another moves only with the outer
+ * one: stepping, loading or freeing it directly is refused (free: does nothing).
  */
 #ifndef WK_OPTIM_SCHEDULER_H
 #define WK_OPTIM_SCHEDULER_H
@@ -176,7 +178,9 @@ wk_qwarmup_opts wk_qwarmup_opts_default(void);
  * warmup (main must be a per-step schedule). step_on "valid_end": wk_scheduler_step only
  * counts the warmup; each wk_scheduler_step_metric(m) made once k >= W steps main (with m
  * when main takes a metric, e.g. ReduceLROnPlateau, which requires "valid_end"); metrics
- * reported during the warmup are ignored. Takes ownership of main. */
+ * reported during the warmup are ignored. The warmup ramps towards the base lr, so a main
+ * whose lr(0) is not the base lr (LinearLR with start_factor < 1, OneCycleLR) jumps at
+ * k = W. Takes ownership of main. */
 wk_scheduler *wk_qwarmup_new(wk_scheduler *main, const wk_qwarmup_opts *o);
 
 /* ---- every scheduler ---- */
@@ -217,7 +221,8 @@ char *wk_scheduler_state_save(const wk_scheduler *s);
  * everything before changing anything; -1 with an error naming the field. */
 int wk_scheduler_state_load(wk_scheduler *s, const char *json);
 
-/* Free s and the schedulers it owns (NULL is fine). The optimizer is not touched. */
+/* Free s and the schedulers it owns (NULL is fine; a scheduler that belongs to another is
+ * left to it). The optimizer is not touched. */
 void wk_scheduler_free(wk_scheduler *s);
 
 #ifdef __cplusplus

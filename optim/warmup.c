@@ -255,8 +255,8 @@ int wki_warmup_step_metric(wk_scheduler *s, double m)
     }
     if (s->steps < W(s)) return 0; /* evaluations during the warmup do not reach main */
     wk_scheduler *main = s->children[0];
-    int r = wk_scheduler_takes_metric(main) ? wk_scheduler_step_metric(main, m)
-                                            : wk_scheduler_step(main);
+    int r = wk_scheduler_takes_metric(main) ? wki_sched_step_metric(main, m)
+                                            : wki_sched_step(main);
     if (r == 0) warmup_take_lr(s);
     return r;
 }

@@ -79,7 +79,8 @@ static wk_scheduler *build_obj(const cJSON *o, wk_optimizer *opt)
 
 static wk_scheduler *build(const char *t, const cJSON *a, wk_optimizer *opt)
 {
-    if (!strcmp(t, "StepLR")) return wk_step_lr_new(opt, inum(a, "step_size", 0), num(a, "gamma", 0.1));
+    if (!strcmp(t, "StepLR"))
+        return wk_step_lr_new(opt, inum(a, "step_size", 0), num(a, "gamma", 0.1));
     if (!strcmp(t, "MultiStepLR")) {
         int64_t ms[16];
         int n = 0;
@@ -244,8 +245,8 @@ Test(scheduler, torch_fixtures)
             for (int g = 0; g < 2; g++) {
                 double v = wk_scheduler_get_lr(s, g);
                 if (!recursive_differs)
-                    cr_assert(close_rel(v, at(lr, k, g), 1e-12), "%s lr(%d)[%d] = %.17g, torch %.17g",
-                              name, k, g, v, at(lr, k, g));
+                    cr_assert(close_rel(v, at(lr, k, g), 1e-12),
+                              "%s lr(%d)[%d] = %.17g, torch %.17g", name, k, g, v, at(lr, k, g));
                 if (has_closed)
                     cr_assert(close_rel(v, at(closed, k, g), 4e-16),
                               "%s lr(%d)[%d] = %.17g, torch closed form %.17g", name, k, g, v,
@@ -283,7 +284,8 @@ Test(scheduler, fixture_covers_every_torch_type)
 static void expect_resume(wk_scheduler *a, wk_scheduler *b, const cJSON *c, int k, int total,
                           const char *what)
 {
-    for (int i = 0; i < k; i++) cr_assert_eq(case_step(a, c, i), 0, "%s: %s", what, wk_last_error());
+    for (int i = 0; i < k; i++)
+        cr_assert_eq(case_step(a, c, i), 0, "%s: %s", what, wk_last_error());
     char *st = wk_scheduler_state_save(a);
     cr_assert_not_null(st, "%s: %s", what, wk_last_error());
     cr_assert_eq(wk_scheduler_state_load(b, st), 0, "%s k=%d: %s", what, k, wk_last_error());
@@ -404,8 +406,8 @@ Test(scheduler, nested_values)
                                   : lo / 1e4 + (mx - lo / 1e4) / 2 * (cos(M_PI * pct) + 1);
                 }
             }
-            cr_assert(close_rel(wk_scheduler_get_lr(s, g), e, 1e-13), "lr(%d)[%d] = %.17g, expected %.17g",
-                      k, g, wk_scheduler_get_lr(s, g), e);
+            cr_assert(close_rel(wk_scheduler_get_lr(s, g), e, 1e-13),
+                      "lr(%d)[%d] = %.17g, expected %.17g", k, g, wk_scheduler_get_lr(s, g), e);
         }
     }
     wk_scheduler_free(s);
@@ -565,7 +567,7 @@ static wk_optimizer *stand_in_optimizer(wki_param_group *groups)
     static wk_optimizer opt;
     groups[0] = (wki_param_group){.lr = 0.1, .initial_lr = 0.1};
     groups[1] = (wki_param_group){.lr = 0.02, .initial_lr = 0.02};
-    opt = (wk_optimizer){.type = "stand-in", .ngroups = 2, .groups = groups};
+    opt = (wk_optimizer){.ngroups = 2, .groups = groups};
     return &opt;
 }
 
@@ -653,7 +655,8 @@ Test(scheduler, units)
 
 Test(scheduler, hand_values)
 {
-    wk_scheduler *s = make("{\"type\": \"MultiStepLR\", \"args\": {\"milestones\": [4, 2, 4], \"gamma\": 0.5}}");
+    wk_scheduler *s = make("{\"type\": \"MultiStepLR\","
+                           " \"args\": {\"milestones\": [4, 2, 4], \"gamma\": 0.5}}");
     const double e[] = {0.1, 0.1, 0.05, 0.05, 0.0125, 0.0125};
     for (int k = 0; k < 6; k++) {
         if (k) wk_scheduler_step(s);
@@ -661,8 +664,9 @@ Test(scheduler, hand_values)
     }
     wk_scheduler_free(s);
     /* OneCycle: starts at max/div, peaks at max at step pct*T - 1, ends at max/div/final */
-    s = make("{\"type\": \"OneCycleLR\", \"args\": {\"max_lr\": 1.0, \"total_steps\": 11, \"pct_start\": 0.5,"
-             " \"anneal_strategy\": \"linear\", \"div_factor\": 4, \"final_div_factor\": 5}}");
+    s = make("{\"type\": \"OneCycleLR\", \"args\": {\"max_lr\": 1.0, \"total_steps\": 11,"
+             " \"pct_start\": 0.5, \"anneal_strategy\": \"linear\", \"div_factor\": 4,"
+             " \"final_div_factor\": 5}}");
     cr_assert_eq(wk_scheduler_get_lr(s, 0), 0.25);
     cr_assert_eq(wk_scheduler_get_lr(s, 1), 0.25); /* max_lr for every group */
     for (int k = 1; k <= 10; k++) wk_scheduler_step(s);
@@ -807,7 +811,8 @@ Test(scheduler, errors_containers)
     expect_error(wk_sequential_lr_new(m, 3, (const int64_t[]){4, 4}, 2), "strictly increasing");
     m[0] = wk_step_lr_new(NULL, 2, 0.1), m[1] = wk_step_lr_new(NULL, 3, 0.1);
     expect_error(wk_sequential_lr_new(m, 2, (const int64_t[]){0}, 1), "must be >= 1");
-    m[0] = wk_step_lr_new(NULL, 2, 0.1), m[1] = wk_plateau_new(NULL, &(wk_plateau_opts){.factor = 0.1});
+    m[0] = wk_step_lr_new(NULL, 2, 0.1);
+    m[1] = wk_plateau_new(NULL, &(wk_plateau_opts){.factor = 0.1});
     expect_error(wk_sequential_lr_new(m, 2, (const int64_t[]){3}, 1),
                  "schedulers[1] is a ReduceLROnPlateau, which steps on a validation metric");
     m[0] = wk_step_lr_new(NULL, 2, 0.1);
@@ -831,6 +836,13 @@ Test(scheduler, errors_containers)
     wk_scheduler *s = wk_chained_lr_new(m, 1);
     cr_assert_not_null(s);
     expect_error(wk_chained_lr_new(m, 1), "already belongs to another scheduler");
+    /* ... and moves only with it */
+    expect_fail(wk_scheduler_step(m[0]), "this StepLR belongs to another scheduler");
+    expect_fail(wk_scheduler_set_base_lrs(m[0], BASE, 2), "belongs to another");
+    expect_fail(wk_scheduler_state_load(m[0], "{}"), "belongs to another");
+    wk_scheduler_free(m[0]); /* does nothing: s frees it */
+    cr_assert_eq(wk_scheduler_step(s), 0);
+    cr_assert_eq(wk_scheduler_steps(m[0]), 1);
     wk_scheduler_free(s);
 }
 
