@@ -9,6 +9,10 @@
 
 #include "wick.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 /* Assert that t has the given shape. */
 #define expect_shape(t, ...)                                                              \
     do {                                                                                  \
@@ -87,10 +91,19 @@ static inline wk_tensor *tu_i64_impl(const int64_t *v, const int64_t *shape, int
 
 /* Every test runs inside one frame, so tensors need no frees. */
 static inline void tu_setup(void) { wk_frame_begin(); }
+/* Criterion ignores the exit status LeakSanitizer gives a test's process, so under ASan
+ * each test checks for leaks itself at teardown. */
+static inline void tu_check_leaks(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "LeakSanitizer found leaks (above)");
+#endif
+}
 static inline void tu_teardown(void)
 {
     wk_frame_end();
     wk_alloc_empty_cache();
+    tu_check_leaks();
 }
 
 #endif
