@@ -151,7 +151,7 @@ static int run_node(wki_node *n, bool retain_graph)
     n->grad = NULL;
     if (!retain_graph && !rc) {
         for (int k = 0; k < WKI_NODE_MAX_SAVED; k++) {
-            wk_tensor_free(n->saved[k]);
+            wki_tensor_release(n->saved[k]);
             n->saved[k] = NULL;
         }
         n->released = true;

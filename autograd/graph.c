@@ -40,7 +40,7 @@ wki_node *wki_node_new(wk_tensor *out, const char *op, wki_backward_fn backward,
 void wki_node_save(wki_node *n, int k, wk_tensor *t)
 {
     if (k < 0 || k >= WKI_NODE_MAX_SAVED || !t) return;
-    if (n->saved[k]) wk_tensor_free(n->saved[k]);
+    if (n->saved[k]) wki_tensor_release(n->saved[k]);
     wki_tensor_retain(t);
     n->saved[k] = t;
 }
@@ -54,9 +54,9 @@ void wki_node_free(wki_node *n)
 {
     if (!n) return;
     for (int k = 0; k < WKI_NODE_MAX_SAVED; k++)
-        wk_tensor_free(n->saved[k]);
+        wki_tensor_release(n->saved[k]);
     for (int k = 0; k < n->ninputs; k++)
-        wk_tensor_free(n->inputs[k]);
+        wki_tensor_release(n->inputs[k]);
     wki_struct_free(n, sizeof *n);
 }
 

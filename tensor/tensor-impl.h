@@ -35,8 +35,11 @@ void wki_storage_release(wk_storage *s);
 
 /* A zeroed handle registered in the current frame (or persistent outside frames). */
 wk_tensor *wki_tensor_alloc(void);
-/* Take one more reference on a handle (released with wk_tensor_free). */
+/* Take one more reference on a handle (released with wki_tensor_release). */
 void wki_tensor_retain(wk_tensor *t);
+/* Drop a reference taken with wki_tensor_retain. Unlike wk_tensor_free (the owner's
+ * release), it leaves the handle in its frame while the frame still owns it. NULL-safe. */
+void wki_tensor_release(wk_tensor *t);
 /* Take a frame handle out of its frame: it becomes persistent. */
 void wki_make_persistent(wk_tensor *t);
 /* A new handle sharing t's storage, dtype, device, shape, strides and offset. */

@@ -45,6 +45,13 @@ wk_tensor *wki_tensor_alloc(void)
 
 void wki_tensor_retain(wk_tensor *t) { t->refs++; }
 
+void wki_tensor_release(wk_tensor *t)
+{
+    if (!t) return;
+    if (t->refs > 1) t->refs--; /* the frame or another holder still owns it */
+    else wk_tensor_free(t);
+}
+
 void wki_make_persistent(wk_tensor *t)
 {
     wki_frame_unregister(t);
