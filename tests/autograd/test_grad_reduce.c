@@ -34,13 +34,16 @@ static int base_shape(const int64_t *shape, int nd, int layout, int64_t *out)
     return nd;
 }
 
-static wk_tensor *layout_view(wk_tensor *b, int layout, const int64_t *shape, int nd)
+/* The view of base b under a layout; the contiguous layout is b itself, or (for_leaf) a
+ * new handle on it, to be a leaf of its own. */
+static wk_tensor *layout_view(wk_tensor *b, int layout, const int64_t *shape, int nd,
+                              bool for_leaf)
 {
     switch (layout) {
     case L_TRANSPOSED: return wk_transpose(b, 0, -1);
     case L_SLICED: return wk_slice(b, -1, 1, INT64_MAX, 2);
     case L_EXPANDED: return wk_expand(b, shape, nd);
-    default: return wk_alias(b);
+    default: return for_leaf ? wk_alias(b) : b;
     }
 }
 
@@ -59,7 +62,7 @@ static wk_tensor *gc_apply(wk_tensor *const *in, int n, void *u)
     const gc_ctx *c = u;
     wk_tensor *v[4];
     for (int k = 0; k < n; k++)
-        v[k] = layout_view(in[k], c->layout[k], c->shape[k], c->nd[k]);
+        v[k] = layout_view(in[k], c->layout[k], c->shape[k], c->nd[k], false);
     return c->op(v, n, c->user);
 }
 
@@ -77,8 +80,8 @@ static int local_check(const gc_ctx *c, wk_tensor *const *base, int n, double ep
     wk_frame_begin();
     wk_tensor *v[4];
     for (int k = 0; k < n; k++)
-        v[k] = wk_requires_grad_(layout_view(base[k], c->layout[k], c->shape[k], c->nd[k]),
-                                 true);
+        v[k] = wk_requires_grad_(
+            layout_view(base[k], c->layout[k], c->shape[k], c->nd[k], true), true);
     wk_tensor *y = c->op(v, n, c->user);
     wk_generator g = wk_generator_make(12345);
     wk_tensor *w = y ? wk_randn(y->shape, y->ndim, WK_DTYPE_F64, &g) : NULL;

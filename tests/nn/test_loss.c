@@ -20,9 +20,11 @@ typedef struct {
     bool transposed[4]; /* the op sees wk_transpose(base, 0, -1) */
 } gc_ctx;
 
-static wk_tensor *view_of(wk_tensor *b, bool transposed)
+/* The input the op sees; the untransposed one is b itself, or (for_leaf) a new handle on
+ * it, to be a leaf of its own. */
+static wk_tensor *view_of(wk_tensor *b, bool transposed, bool for_leaf)
 {
-    return transposed ? wk_transpose(b, 0, -1) : wk_alias(b);
+    return transposed ? wk_transpose(b, 0, -1) : for_leaf ? wk_alias(b) : b;
 }
 
 static wk_tensor *gc_apply(wk_tensor *const *in, int n, void *u)
@@ -30,7 +32,7 @@ static wk_tensor *gc_apply(wk_tensor *const *in, int n, void *u)
     const gc_ctx *c = u;
     wk_tensor *v[4];
     for (int k = 0; k < n; k++)
-        v[k] = view_of(in[k], c->transposed[k]);
+        v[k] = view_of(in[k], c->transposed[k], false);
     return c->op(v, n, c->user);
 }
 
@@ -48,7 +50,7 @@ static int local_check(const gc_ctx *c, wk_tensor *const *base, int n)
     wk_frame_begin();
     wk_tensor *v[4];
     for (int k = 0; k < n; k++)
-        v[k] = wk_requires_grad_(view_of(base[k], c->transposed[k]), true);
+        v[k] = wk_requires_grad_(view_of(base[k], c->transposed[k], true), true);
     wk_tensor *y = c->op(v, n, c->user);
     wk_generator g = wk_generator_make(12345);
     wk_tensor *w = y ? wk_randn(y->shape, y->ndim, WK_DTYPE_F64, &g) : NULL;
