@@ -74,7 +74,7 @@ typedef struct {
     wk_tensor *weight;       /* cross_entropy, nll: (C) or NULL */
     wk_tensor *pos_weight;   /* bce_with_logits: broadcastable to input, or NULL */
     wk_reduction reduction;
-    int64_t ignore_index;    /* cross_entropy, nll */
+    int64_t ignore_index;    /* cross_entropy, nll: torch uses -100; 0 ignores class 0 */
     double label_smoothing;  /* cross_entropy */
     double beta;             /* smooth_l1 */
 } wk_loss_args;
