@@ -26,6 +26,14 @@
  *
  * Results are deterministic and do not depend on the thread count: floating-point sums
  * accumulate in double, in fixed blocks combined in a fixed order.
+ *
+ * Autograd: every op with a float result records its backward when its input requires
+ * grad, with torch's conventions: amax/amin split the gradient evenly among tied
+ * elements, max_dim/min_dim send it to the returned index, std and the p = 2 and other-p
+ * norms give 0 where the result is 0 (and norms with p < 1 where an element is 0), the
+ * inf-norms split it among the elements of largest (smallest) |x|, p = 0 gives zeros.
+ * softmax and log_softmax save their output and run a fused backward kernel. Index
+ * results (argmax, argmin, max_dim/min_dim's indices) never require grad.
  */
 #ifndef WK_REDUCE_H
 #define WK_REDUCE_H

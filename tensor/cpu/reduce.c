@@ -63,45 +63,12 @@ typedef struct {
 
 typedef acc (*block_fn)(const char *x, int64_t n, int64_t st, double p);
 
-/* exp for float32 in plain arithmetic, so loops calling it vectorise (libm's expf does
- * not): Cephes' polynomial on x - n ln2, scaled by 2^n in two steps; within 1 ulp of
- * exp; inf and NaN propagate, results below 1e-38 flush to 0. Selects are bit masks. */
-typedef union {
-    float f;
-    uint32_t u;
-} f32_bits;
-
-static inline float vexpf(float x)
-{
-    f32_bits ux = {.f = x};
-    uint32_t ax = ux.u & 0x7fffffffu;
-    float t = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to n */
-    float n = t - 12582912.0f;
-    float r = x - n * 0.693359375f - n * -2.12194440e-4f;
-    float q = 1.9875691500e-4f;
-    q = q * r + 1.3981999507e-3f;
-    q = q * r + 8.3334519073e-3f;
-    q = q * r + 4.1665795894e-2f;
-    q = q * r + 1.6666665459e-1f;
-    q = q * r + 5.0000001201e-1f;
-    q = q * r * r + r + 1.0f;
-    f32_bits tb = {.f = t};
-    int32_t ni = (int32_t)(tb.u - 0x4B400000u), h = ni / 2;
-    f32_bits s1 = {.u = (uint32_t)(h + 127) << 23}, s2 = {.u = (uint32_t)(ni - h + 127) << 23};
-    f32_bits y = {.f = q * s1.f * s2.f};
-    uint32_t neg = 0u - (ux.u >> 31), nan = 0u - (uint32_t)(ax > 0x7f800000u);
-    uint32_t out_of_range = ~neg & ((nan & ux.u) | (~nan & 0x7f800000u)); /* 0, inf, NaN */
-    uint32_t in = 0u - (uint32_t)(ax <= 0x42B17217u);                    /* |x| <= 88.72 */
-    y.u = (in & y.u) | (~in & out_of_range);
-    return y.f;
-}
-
 #define G_SUM(x, p) ((double)(x))
 #define G_ABS(x, p) fabs((double)(x))
 #define G_SQR(x, p) ((double)(x) * (double)(x))
 #define G_POW(x, p) pow(fabs((double)(x)), (p))
 #define G_NZ(x, p) ((x) != 0 ? 1.0 : 0.0)
-#define G_EXPF(x, p) ((double)vexpf((x) - (float)(p)))
+#define G_EXPF(x, p) ((double)wki_expf((x) - (float)(p)))
 #define G_EXPD(x, p) exp((x) - (p))
 
 static inline double join8(const double *l)
@@ -183,7 +150,7 @@ static inline double min_nan(double m, double v) { return v < m || v != v ? v : 
     }
 
 /* Sums of exp(x - p): XLANES exps at a time into a buffer (a loop that vectorises with
- * vexpf), then added with the lanes of BLOCK_SUM. */
+ * wki_expf), then added with the lanes of BLOCK_SUM. */
 #define BLOCK_EXPSUM(NAME, T, EXP)                                                      \
     static acc NAME(const char *px, int64_t n, int64_t st, double p)                    \
     {                                                                                   \
@@ -248,7 +215,7 @@ static inline double min_nan(double m, double v) { return v < m || v != v ? v : 
     BLOCK_IEXT(S##_b_imax, T, >, INT64_MIN)                                             \
     BLOCK_IEXT(S##_b_imin, T, <, INT64_MAX)
 
-FLOAT_BLOCKS(f32, float, vexpf, fabsf)
+FLOAT_BLOCKS(f32, float, wki_expf, fabsf)
 FLOAT_BLOCKS(f64, double, exp, fabs)
 INT_BLOCKS(i32, int32_t)
 INT_BLOCKS(i64, int64_t)
@@ -577,7 +544,7 @@ typedef void (*softmax_row_fn)(const char *x, char *out, int64_t n, int64_t st, 
         T inv = (T)(1.0 / join8(l));                                                    \
         for (i = 0; i < n; i++) o[i * ost] *= inv;                                      \
     }
-SOFTMAX_ROW(f32_softmax_row, float, vexpf)
+SOFTMAX_ROW(f32_softmax_row, float, wki_expf)
 SOFTMAX_ROW(f64_softmax_row, double, exp)
 
 /* A tile of w columns: the max of each is in m[]; out lanes are os apart. */
@@ -619,7 +586,7 @@ typedef void (*softmax_col_fn)(const char *x, char *out, int64_t w, int64_t os, 
             }                                                                           \
         }                                                                               \
     }
-SOFTMAX_COL(f32_softmax_col, float, vexpf)
+SOFTMAX_COL(f32_softmax_col, float, wki_expf)
 SOFTMAX_COL(f64_softmax_col, double, exp)
 
 /* ---- the ops: which kinds they accumulate and how the result follows ---- */
@@ -962,5 +929,92 @@ bool wki_cpu_reduce(wk_reduce_op op, wk_tensor *x, const bool *reduced, double a
         }
     }
     free(ws);
+    return true;
+}
+
+/* ---- softmax backward ---- */
+
+#define SBWD_TILE 256 /* columns per tile when the dim is not innermost */
+
+/* One contiguous row of n: the sum over the row, then the gradient. */
+#define SOFTMAX_BWD(S, T, EXP)                                                          \
+    static void S##_softmax_bwd_row(bool is_log, const T *restrict y, const T *restrict g, \
+                                    T *restrict o, int64_t n)                           \
+    {                                                                                   \
+        double l[LANES] = {0};                                                          \
+        int64_t i = 0;                                                                  \
+        if (is_log) {                                                                   \
+            for (; i + LANES <= n; i += LANES)                                          \
+                for (int k = 0; k < LANES; k++) l[k] += (double)g[i + k];               \
+            for (int k = 0; i < n; i++, k++) l[k] += (double)g[i];                      \
+            T s = (T)join8(l);                                                          \
+            for (i = 0; i < n; i++) o[i] = g[i] - EXP(y[i]) * s;                        \
+        } else {                                                                        \
+            for (; i + LANES <= n; i += LANES)                                          \
+                for (int k = 0; k < LANES; k++) l[k] += (double)g[i + k] * (double)y[i + k]; \
+            for (int k = 0; i < n; i++, k++) l[k] += (double)g[i] * (double)y[i];       \
+            T s = (T)join8(l);                                                          \
+            for (i = 0; i < n; i++) o[i] = y[i] * (g[i] - s);                           \
+        }                                                                               \
+    }                                                                                   \
+    /* w columns (inner apart along the dim) of n rows, one vectorised pass per row. */ \
+    static void S##_softmax_bwd_tile(bool is_log, const T *restrict y, const T *restrict g, \
+                                     T *restrict o, int64_t n, int64_t inner, int64_t w) \
+    {                                                                                   \
+        double s[SBWD_TILE];                                                            \
+        T st[SBWD_TILE];                                                                \
+        for (int64_t j = 0; j < w; j++) s[j] = 0;                                       \
+        for (int64_t r = 0; r < n; r++) {                                               \
+            const T *restrict gr = g + r * inner, *restrict yr = y + r * inner;         \
+            if (is_log)                                                                 \
+                for (int64_t j = 0; j < w; j++) s[j] += (double)gr[j];                  \
+            else                                                                        \
+                for (int64_t j = 0; j < w; j++) s[j] += (double)gr[j] * (double)yr[j];  \
+        }                                                                               \
+        for (int64_t j = 0; j < w; j++) st[j] = (T)s[j];                                \
+        for (int64_t r = 0; r < n; r++) {                                               \
+            const T *restrict gr = g + r * inner, *restrict yr = y + r * inner;         \
+            T *restrict orow = o + r * inner;                                           \
+            if (is_log)                                                                 \
+                for (int64_t j = 0; j < w; j++) orow[j] = gr[j] - EXP(yr[j]) * st[j];   \
+            else                                                                        \
+                for (int64_t j = 0; j < w; j++) orow[j] = yr[j] * (gr[j] - st[j]);      \
+        }                                                                               \
+    }                                                                                   \
+    static void S##_softmax_bwd(bool is_log, const T *y, const T *g, T *o, int64_t outer, \
+                                int64_t n, int64_t inner)                               \
+    {                                                                                   \
+        int nt = wki_threads_for(outer * n * inner, GRAIN);                             \
+        if (inner == 1) {                                                               \
+            _Pragma("omp parallel for num_threads(nt) schedule(static)")                \
+            for (int64_t r = 0; r < outer; r++)                                         \
+                S##_softmax_bwd_row(is_log, y + r * n, g + r * n, o + r * n, n);        \
+            return;                                                                     \
+        }                                                                               \
+        int64_t tiles = (inner + SBWD_TILE - 1) / SBWD_TILE;                            \
+        _Pragma("omp parallel for num_threads(nt) schedule(static)")                    \
+        for (int64_t it = 0; it < outer * tiles; it++) {                                \
+            int64_t b = it / tiles, j0 = it % tiles * SBWD_TILE;                        \
+            int64_t w = inner - j0 < SBWD_TILE ? inner - j0 : SBWD_TILE;                \
+            int64_t off = b * n * inner + j0;                                           \
+            S##_softmax_bwd_tile(is_log, y + off, g + off, o + off, n, inner, w);       \
+        }                                                                               \
+    }
+SOFTMAX_BWD(f32, float, wki_expf)
+SOFTMAX_BWD(f64, double, exp)
+
+bool wki_cpu_softmax_backward(bool is_log, const wk_tensor *y, const wk_tensor *g,
+                              wk_tensor *gx, int dim)
+{
+    int64_t outer = 1, n = y->ndim ? y->shape[dim] : 1, inner = 1;
+    for (int d = 0; d < dim; d++)
+        outer *= y->shape[d];
+    for (int d = dim + 1; d < y->ndim; d++)
+        inner *= y->shape[d];
+    if (wk_numel(y) == 0) return true;
+    if (y->dtype == WK_DTYPE_F32)
+        f32_softmax_bwd(is_log, wk_data(y), wk_data(g), wk_data(gx), outer, n, inner);
+    else
+        f64_softmax_bwd(is_log, wk_data(y), wk_data(g), wk_data(gx), outer, n, inner);
     return true;
 }
