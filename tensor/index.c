@@ -449,7 +449,7 @@ static bool prep_join(wk_index_op opk, const wk_index_args *a, index_job *job,
         wk_set_error("%s: expected at least one tensor, got %d", op, a->ts ? a->n : 0);
         return false;
     }
-    if (!wki_check_inputs(op, a->n, a->ts)) return false;
+    if (!wki_check_inputs(op, a->n, (const wk_tensor *const *)a->ts)) return false;
     const wk_tensor *t0 = a->ts[0];
     if (!have_kernel(opk, t0)) return false;
     if (!stack && t0->ndim < 1) {
@@ -575,41 +575,40 @@ wk_tensor *wk_index_apply(wk_index_op op, const wk_index_args *a)
     return out;
 }
 
-wk_tensor *wk_index_select(const wk_tensor *x, int dim, const wk_tensor *index)
+wk_tensor *wk_index_select(wk_tensor *x, int dim, wk_tensor *index)
 {
     return wk_index_apply(WK_INDEX_INDEX_SELECT,
                           &(wk_index_args){.x = x, .dim = dim, .index = index});
 }
 
-wk_tensor *wk_gather(const wk_tensor *x, int dim, const wk_tensor *index)
+wk_tensor *wk_gather(wk_tensor *x, int dim, wk_tensor *index)
 {
     return wk_index_apply(WK_INDEX_GATHER, &(wk_index_args){.x = x, .dim = dim, .index = index});
 }
 
-wk_tensor *wk_scatter_add(const wk_tensor *x, int dim, const wk_tensor *index,
-                          const wk_tensor *src)
+wk_tensor *wk_scatter_add(wk_tensor *x, int dim, wk_tensor *index, wk_tensor *src)
 {
     return wk_index_apply(WK_INDEX_SCATTER_ADD,
                           &(wk_index_args){.x = x, .dim = dim, .index = index, .src = src});
 }
 
-wk_tensor *wk_masked_fill(const wk_tensor *x, const wk_tensor *mask, double value)
+wk_tensor *wk_masked_fill(wk_tensor *x, wk_tensor *mask, double value)
 {
     return wk_index_apply(WK_INDEX_MASKED_FILL,
                           &(wk_index_args){.x = x, .mask = mask, .value = value});
 }
 
-wk_tensor *wk_cat(const wk_tensor *const *ts, int n, int dim)
+wk_tensor *wk_cat(wk_tensor *const *ts, int n, int dim)
 {
     return wk_index_apply(WK_INDEX_CAT, &(wk_index_args){.ts = ts, .n = n, .dim = dim});
 }
 
-wk_tensor *wk_stack(const wk_tensor *const *ts, int n, int dim)
+wk_tensor *wk_stack(wk_tensor *const *ts, int n, int dim)
 {
     return wk_index_apply(WK_INDEX_STACK, &(wk_index_args){.ts = ts, .n = n, .dim = dim});
 }
 
-wk_tensor *wk_one_hot(const wk_tensor *labels, int64_t num_classes)
+wk_tensor *wk_one_hot(wk_tensor *labels, int64_t num_classes)
 {
     return wk_index_apply(WK_INDEX_ONE_HOT,
                           &(wk_index_args){.x = labels, .num_classes = num_classes});

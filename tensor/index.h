@@ -3,7 +3,7 @@
  *
  *   wk_tensor *emb = wk_index_select(table, 0, ids);      // (V, D), ids (T,) -> (T, D)
  *   wk_tensor *p = wk_gather(probs, 1, targets);          // probs (B, C), targets (B, 1)
- *   wk_tensor *x = wk_cat((const wk_tensor *[]){a, b}, 2, -1);
+ *   wk_tensor *x = wk_cat((wk_tensor *[]){a, b}, 2, -1);
  *   wk_tensor *qkv[3];
  *   int n = wk_chunk(x, 3, -1, qkv, 3);                   // three views, n == 3
  *
@@ -39,11 +39,11 @@ typedef enum {
 
 /* Arguments of an indexing op; each op reads the fields its function takes. */
 typedef struct {
-    const wk_tensor *x;       /* input; the labels of one_hot */
-    const wk_tensor *index;   /* index_select, gather, scatter_add */
-    const wk_tensor *src;     /* scatter_add */
-    const wk_tensor *mask;    /* masked_fill */
-    const wk_tensor *const *ts; /* cat, stack: n tensors */
+    wk_tensor *x;             /* input; the labels of one_hot */
+    wk_tensor *index;         /* index_select, gather, scatter_add */
+    wk_tensor *src;           /* scatter_add */
+    wk_tensor *mask;          /* masked_fill */
+    wk_tensor *const *ts;     /* cat, stack: n tensors */
     int n;
     int dim;
     double value;             /* masked_fill */
@@ -58,23 +58,22 @@ wk_tensor *wk_index_apply(wk_index_op op, const wk_index_args *args);
 
 /* Entries of x along dim at the positions in a 1-d index: the result has x's shape with
  * dim resized to len(index). */
-wk_tensor *wk_index_select(const wk_tensor *x, int dim, const wk_tensor *index);
+wk_tensor *wk_index_select(wk_tensor *x, int dim, wk_tensor *index);
 /* out[i][j][k] = x[i][index[i][j][k]][k] (dim = 1); index has x's rank and is no larger
  * than x outside dim; the result has index's shape. */
-wk_tensor *wk_gather(const wk_tensor *x, int dim, const wk_tensor *index);
+wk_tensor *wk_gather(wk_tensor *x, int dim, wk_tensor *index);
 /* A copy of x with src[i][j][k] added at [i][index[i][j][k]][k] (dim = 1); index is no
  * larger than src anywhere nor than x outside dim. Deterministic. */
-wk_tensor *wk_scatter_add(const wk_tensor *x, int dim, const wk_tensor *index,
-                          const wk_tensor *src);
+wk_tensor *wk_scatter_add(wk_tensor *x, int dim, wk_tensor *index, wk_tensor *src);
 /* x with `value` where the bool mask is true; x and mask broadcast together. */
-wk_tensor *wk_masked_fill(const wk_tensor *x, const wk_tensor *mask, double value);
+wk_tensor *wk_masked_fill(wk_tensor *x, wk_tensor *mask, double value);
 /* Join n tensors along an existing dim; dtypes and sizes outside dim must match. */
-wk_tensor *wk_cat(const wk_tensor *const *ts, int n, int dim);
+wk_tensor *wk_cat(wk_tensor *const *ts, int n, int dim);
 /* Join n tensors of one shape along a new dim inserted at dim. */
-wk_tensor *wk_stack(const wk_tensor *const *ts, int n, int dim);
+wk_tensor *wk_stack(wk_tensor *const *ts, int n, int dim);
 /* int64 tensor of labels.shape + (num_classes,) with a 1 at each label; labels int64 or
  * int32 in [0, num_classes); num_classes = -1 means max(labels) + 1. */
-wk_tensor *wk_one_hot(const wk_tensor *labels, int64_t num_classes);
+wk_tensor *wk_one_hot(wk_tensor *labels, int64_t num_classes);
 
 /* ---- views (share storage with x; not copies) ---- */
 

@@ -270,23 +270,23 @@ Test(index, cat_by_hand_and_strided)
 {
     wk_tensor *a = tu_f32(WK_SHAPE(2, 2), 1, 2, 3, 4);
     wk_tensor *b = tu_f32(WK_SHAPE(1, 2), 5, 6);
-    wk_tensor *r = wk_cat((const wk_tensor *[]){a, b}, 2, 0);
+    wk_tensor *r = wk_cat((wk_tensor *[]){a, b}, 2, 0);
     expect_shape(r, 3, 2);
     expect_values(r, 0, 1, 2, 3, 4, 5, 6);
     wk_tensor *c = tu_f32(WK_SHAPE(2, 1), 7, 8);
-    r = wk_cat((const wk_tensor *[]){a, c, wk_transpose(a, 0, 1)}, 3, -1);
+    r = wk_cat((wk_tensor *[]){a, c, wk_transpose(a, 0, 1)}, 3, -1);
     expect_shape(r, 2, 5);
     expect_values(r, 0, 1, 2, 7, 1, 3, 3, 4, 8, 2, 4);
     /* empty pieces, a single tensor, expanded inputs */
     wk_tensor *e = wk_empty(WK_SHAPE(0, 2), WK_DTYPE_F32);
-    r = wk_cat((const wk_tensor *[]){e, b, e}, 3, 0);
+    r = wk_cat((wk_tensor *[]){e, b, e}, 3, 0);
     expect_values(r, 0, 5, 6);
-    expect_values(wk_cat((const wk_tensor *[]){a}, 1, 1), 0, 1, 2, 3, 4);
+    expect_values(wk_cat((wk_tensor *[]){a}, 1, 1), 0, 1, 2, 3, 4);
     wk_tensor *ex = wk_expand(tu_f32(WK_SHAPE(1, 1), 9), WK_SHAPE(2, 3));
-    expect_values(wk_cat((const wk_tensor *[]){ex, a}, 2, 1), 0, 9, 9, 9, 1, 2, 9, 9, 9, 3, 4);
+    expect_values(wk_cat((wk_tensor *[]){ex, a}, 2, 1), 0, 9, 9, 9, 1, 2, 9, 9, 9, 3, 4);
     for (int d = 0; d < WK_DTYPE_COUNT; d++) {
         wk_tensor *x = IOTA((wk_dtype)d, 2, 3);
-        wk_tensor *y = wk_cat((const wk_tensor *[]){x, x}, 2, 1);
+        wk_tensor *y = wk_cat((wk_tensor *[]){x, x}, 2, 1);
         cr_assert_not_null(y, "%s: %s", wk_dtype_name(d), wk_last_error());
         for (int64_t i = 0; i < 12; i++)
             cr_assert_eq(tu_at(y, i), tu_at(x, (i / 6) * 3 + i % 3), "%s", wk_dtype_name(d));
@@ -294,28 +294,28 @@ Test(index, cat_by_hand_and_strided)
     /* large: two halves of a big matrix joined back */
     wk_tensor *big = IOTA(WK_DTYPE_F64, 1000, 1001);
     wk_tensor *l = wk_narrow(big, 1, 0, 400), *rr = wk_narrow(big, 1, 400, 601);
-    expect_same(wk_cat((const wk_tensor *[]){l, rr}, 2, 1), big, "rejoined");
+    expect_same(wk_cat((wk_tensor *[]){l, rr}, 2, 1), big, "rejoined");
 }
 
 Test(index, stack_by_hand)
 {
     wk_tensor *a = tu_f32(WK_SHAPE(2), 1, 2), *b = tu_f32(WK_SHAPE(2), 3, 4);
-    wk_tensor *r = wk_stack((const wk_tensor *[]){a, b}, 2, 0);
+    wk_tensor *r = wk_stack((wk_tensor *[]){a, b}, 2, 0);
     expect_shape(r, 2, 2);
     expect_values(r, 0, 1, 2, 3, 4);
-    r = wk_stack((const wk_tensor *[]){a, b, a}, 3, -1);
+    r = wk_stack((wk_tensor *[]){a, b, a}, 3, -1);
     expect_shape(r, 2, 3);
     expect_values(r, 0, 1, 3, 1, 2, 4, 2);
     wk_tensor *s = wk_squeeze_all(tu_f64(WK_SHAPE(1), 5));
-    r = wk_stack((const wk_tensor *[]){s, s}, 2, 0);
+    r = wk_stack((wk_tensor *[]){s, s}, 2, 0);
     expect_shape(r, 2);
     expect_values(r, 0, 5, 5);
     wk_tensor *m = tu_f32(WK_SHAPE(2, 3), 1, 2, 3, 4, 5, 6);
-    r = wk_stack((const wk_tensor *[]){m, wk_transpose(wk_transpose(m, 0, 1), 0, 1)}, 2, 1);
+    r = wk_stack((wk_tensor *[]){m, wk_transpose(wk_transpose(m, 0, 1), 0, 1)}, 2, 1);
     expect_shape(r, 2, 2, 3);
     expect_values(r, 0, 1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6);
     wk_tensor *mt = wk_contiguous(wk_transpose(m, 0, 1));
-    r = wk_stack((const wk_tensor *[]){wk_transpose(m, 0, 1), mt}, 2, 2);
+    r = wk_stack((wk_tensor *[]){wk_transpose(m, 0, 1), mt}, 2, 2);
     expect_shape(r, 3, 2, 2);
     expect_values(r, 0, 1, 1, 4, 4, 2, 2, 5, 5, 3, 3, 6, 6);
 }
@@ -440,23 +440,23 @@ Test(index, errors)
                  "masked_fill: shapes [2, 5] and [3] are not broadcastable");
     /* cat and stack */
     wk_tensor *y = IOTA(WK_DTYPE_F32, 3, 5);
-    expect_error(wk_cat((const wk_tensor *[]){x, y}, 2, 1),
+    expect_error(wk_cat((wk_tensor *[]){x, y}, 2, 1),
                  "cat: shapes [2, 5] (tensor 0) and [3, 5] (tensor 1) differ outside dim 1");
-    expect_error(wk_cat((const wk_tensor *[]){x, IOTA(WK_DTYPE_F64, 2, 5)}, 2, 0),
+    expect_error(wk_cat((wk_tensor *[]){x, IOTA(WK_DTYPE_F64, 2, 5)}, 2, 0),
                  "cat: dtypes float32 (tensor 0) and float64 (tensor 1) differ");
-    expect_error(wk_cat((const wk_tensor *[]){x, IOTA(WK_DTYPE_F32, 10)}, 2, 0),
+    expect_error(wk_cat((wk_tensor *[]){x, IOTA(WK_DTYPE_F32, 10)}, 2, 0),
                  "cat: shapes [2, 5] (tensor 0) and [10] (tensor 1) have different numbers "
                  "of dims");
-    expect_error(wk_cat((const wk_tensor *[]){s, s}, 2, 0), "cat: tensor 0 is 0-d");
-    expect_error(wk_cat((const wk_tensor *[]){x}, 0, 0), "cat: expected at least one tensor");
+    expect_error(wk_cat((wk_tensor *[]){s, s}, 2, 0), "cat: tensor 0 is 0-d");
+    expect_error(wk_cat((wk_tensor *[]){x}, 0, 0), "cat: expected at least one tensor");
     expect_error(wk_cat(NULL, 2, 0), "cat: expected at least one tensor");
-    expect_error(wk_cat((const wk_tensor *[]){x, y}, 2, 2),
+    expect_error(wk_cat((wk_tensor *[]){x, y}, 2, 2),
                  "cat: dim 2 is out of range for a 2-d tensor");
-    expect_error(wk_stack((const wk_tensor *[]){x, y}, 2, 0),
+    expect_error(wk_stack((wk_tensor *[]){x, y}, 2, 0),
                  "stack: shapes [2, 5] (tensor 0) and [3, 5] (tensor 1) differ");
-    expect_error(wk_stack((const wk_tensor *[]){x, wk_to_dtype(x, WK_DTYPE_I64)}, 2, 0),
+    expect_error(wk_stack((wk_tensor *[]){x, wk_to_dtype(x, WK_DTYPE_I64)}, 2, 0),
                  "stack: dtypes float32 (tensor 0) and int64 (tensor 1) differ");
-    expect_error(wk_stack((const wk_tensor *[]){x, x}, 2, 3),
+    expect_error(wk_stack((wk_tensor *[]){x, x}, 2, 3),
                  "stack: dim 3 is out of range for a 3-d tensor");
     /* one_hot */
     expect_error(wk_one_hot(tu_i64(WK_SHAPE(2), 1, 3), 3),
@@ -498,9 +498,9 @@ Test(index, errors)
     wk_clear_error();
     cr_assert_null(wk_gather(x, 0, NULL));
     cr_assert_str_eq(wk_last_error(), "gather: input 1 is NULL");
-    cr_assert_null(wk_cat((const wk_tensor *[]){x, NULL}, 2, 0));
+    cr_assert_null(wk_cat((wk_tensor *[]){x, NULL}, 2, 0));
     cr_assert_str_eq(wk_last_error(), "gather: input 1 is NULL"); /* first message kept */
     wk_clear_error();
-    cr_assert_null(wk_cat((const wk_tensor *[]){x, NULL}, 2, 0));
+    cr_assert_null(wk_cat((wk_tensor *[]){x, NULL}, 2, 0));
     cr_assert_str_eq(wk_last_error(), "cat: input 1 is NULL");
 }
