@@ -1,4 +1,4 @@
-/* Indexing and joining (PyTorch semantics): index_select, gather, scatter_add,
+/* Indexing and joining (PyTorch semantics): index_select, gather, scatter_add, index_add,
  * masked_fill, cat, stack, one_hot, and the split/chunk views.
  *
  *   wk_tensor *emb = wk_index_select(table, 0, ids);      // (V, D), ids (T,) -> (T, D)
@@ -13,7 +13,11 @@
  * (split/chunk give views sharing the input's storage); on failure functions return
  * NULL (or -1) with an error naming the op and the shapes or dtypes involved.
  * Pure data movement (index_select, gather, cat, stack, masked_fill, split) works for
- * every dtype; scatter_add needs an arithmetic dtype (not bool, bf16 or f16).
+ * every dtype; scatter_add and index_add need an arithmetic dtype (not bool, bf16, f16).
+ *
+ * Autograd: every op but one_hot records its backward for the float inputs (never for
+ * index or mask tensors); the additions of scatter_add/index_add and their backward
+ * sum in index order, so gradients are deterministic.
  */
 #ifndef WK_INDEX_H
 #define WK_INDEX_H
@@ -30,6 +34,7 @@ typedef enum {
     WK_INDEX_INDEX_SELECT,
     WK_INDEX_GATHER,
     WK_INDEX_SCATTER_ADD,
+    WK_INDEX_INDEX_ADD,
     WK_INDEX_MASKED_FILL,
     WK_INDEX_CAT,
     WK_INDEX_STACK,
@@ -40,8 +45,8 @@ typedef enum {
 /* Arguments of an indexing op; each op reads the fields its function takes. */
 typedef struct {
     wk_tensor *x;             /* input; the labels of one_hot */
-    wk_tensor *index;         /* index_select, gather, scatter_add */
-    wk_tensor *src;           /* scatter_add */
+    wk_tensor *index;         /* index_select, gather, scatter_add, index_add */
+    wk_tensor *src;           /* scatter_add, index_add */
     wk_tensor *mask;          /* masked_fill */
     wk_tensor *const *ts;     /* cat, stack: n tensors */
     int n;
@@ -65,6 +70,10 @@ wk_tensor *wk_gather(wk_tensor *x, int dim, wk_tensor *index);
 /* A copy of x with src[i][j][k] added at [i][index[i][j][k]][k] (dim = 1); index is no
  * larger than src anywhere nor than x outside dim. Deterministic. */
 wk_tensor *wk_scatter_add(wk_tensor *x, int dim, wk_tensor *index, wk_tensor *src);
+/* A copy of x with src's slices along dim added at the positions of the 1-d index:
+ * out[:, index[i], :] += src[:, i, :] (dim = 1); src has x's shape with dim resized to
+ * len(index). Repeated indices accumulate, in index order (deterministic). */
+wk_tensor *wk_index_add(wk_tensor *x, int dim, wk_tensor *index, wk_tensor *src);
 /* x with `value` where the bool mask is true; x and mask broadcast together. */
 wk_tensor *wk_masked_fill(wk_tensor *x, wk_tensor *mask, double value);
 /* Join n tensors along an existing dim; dtypes and sizes outside dim must match. */
