@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../autograd/node-impl.h"
-#include "index.h"
+#include "index-impl.h"
 #include "iter-impl.h"
 
 #define GRAIN 32768 /* elements per thread below which a loop stays serial */
@@ -649,15 +649,16 @@ static bool prep_one_hot(const wk_index_args *a, index_job *job, int64_t *shape,
  * Nodes take the differentiable inputs (x, src, the joined tensors); index and mask
  * tensors are saved (the checked contiguous index of the forward). */
 
-/* The sum of g at positions index along dim into zeros of `like`'s shape: the gradient
- * of index_select (kernel INDEX_ADD, 1-d index) or gather (kernel SCATTER_ADD). The
- * index is checked again: it may have been written to since the forward. */
-static wk_tensor *scatter_into_zeros(wk_index_op op, const char *name, const wk_tensor *like,
-                                     int d, wk_tensor *idx, wk_tensor *g)
+/* The sum of g at positions index along dim into zeros of shape (shape, nd): the
+ * gradient of index_select (kernel INDEX_ADD, 1-d index) or gather (kernel SCATTER_ADD,
+ * index shaped like g). The index, contiguous, is checked again (errors name `name`): it
+ * may have been written to since the forward. */
+static wk_tensor *scatter_into_zeros(wk_index_op op, const char *name, const int64_t *shape,
+                                     int nd, int d, wk_tensor *idx, wk_tensor *g)
 {
-    wk_tensor *out = wki_empty_on(like->shape, like->ndim, g->dtype, g->device);
+    wk_tensor *out = wki_empty_on(shape, nd, g->dtype, g->device);
     wk_tensor *src = op == WK_INDEX_INDEX_ADD ? wk_contiguous(g) : g;
-    if (!out || !src || !check_range(name, idx, like->shape[d], d)) {
+    if (!out || !src || !check_range(name, idx, shape[d], d)) {
         wk_tensor_free(out);
         if (src != g) wk_tensor_free(src);
         return NULL;
@@ -669,17 +670,30 @@ static wk_tensor *scatter_into_zeros(wk_index_op op, const char *name, const wk_
     return out;
 }
 
+wk_tensor *wki_index_add_zeros(const char *op, const int64_t *shape, int ndim, int dim,
+                               wk_tensor *index, wk_tensor *src)
+{
+    if (!WKI_CHECK(op, index, src)) return NULL;
+    wk_tensor *idx = wk_contiguous(index);
+    wk_tensor *r = idx ? scatter_into_zeros(WK_INDEX_INDEX_ADD, op, shape, ndim, dim, idx, src)
+                       : NULL;
+    wk_tensor_free(idx);
+    return r;
+}
+
 static int index_select_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
 {
-    grads[0] = scatter_into_zeros(WK_INDEX_INDEX_ADD, "index_select", n->inputs[0],
+    wk_tensor *x = n->inputs[0];
+    grads[0] = scatter_into_zeros(WK_INDEX_INDEX_ADD, "index_select", x->shape, x->ndim,
                                   (int)n->i[0], n->saved[0], g);
     return grads[0] ? 0 : -1;
 }
 
 static int gather_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
 {
-    grads[0] = scatter_into_zeros(WK_INDEX_SCATTER_ADD, "gather", n->inputs[0], (int)n->i[0],
-                                  n->saved[0], g);
+    wk_tensor *x = n->inputs[0];
+    grads[0] = scatter_into_zeros(WK_INDEX_SCATTER_ADD, "gather", x->shape, x->ndim,
+                                  (int)n->i[0], n->saved[0], g);
     return grads[0] ? 0 : -1;
 }
 
