@@ -14,6 +14,11 @@
  * other layouts are copied first. Results are new contiguous tensors owned by the
  * current frame; on failure every function returns NULL with an error naming the op
  * and the shapes or dtypes involved.
+ *
+ * Autograd: every op records its backward, itself GEMMs over transposed views
+ * (grad_a = g @ b^T, grad_b = a^T @ g; broadcast batch dims summed back). A matrix shared
+ * by a batch (x (B, T, C) @ w, linear's weight) gets its gradient from one GEMM over all
+ * B*T rows; linear's bias gradient is the column sums of g.
  */
 #ifndef WK_LINALG_H
 #define WK_LINALG_H

@@ -16,7 +16,8 @@ static wk_tensor *rnd(const int64_t *shape, int ndim)
 
 static void check(wk_gradcheck_fn fn, void *user, wk_tensor *const *in, int n, const char *what)
 {
-    for (int k = 0; k < n; k++) cr_assert_not_null(in[k], "%s: input %d: %s", what, k, wk_last_error());
+    for (int k = 0; k < n; k++)
+        cr_assert_not_null(in[k], "%s: input %d: %s", what, k, wk_last_error());
     int rc = wk_gradcheck(fn, user, in, n, 1e-6, 1e-7, 1e-5);
     cr_assert_eq(rc, 0, "%s: %s", what, wk_last_error());
 }

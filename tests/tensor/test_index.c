@@ -246,7 +246,8 @@ Test(index, index_add_by_hand)
     r = wk_index_add(x, 1, wk_squeeze_all(tu_i64(WK_SHAPE(1), 1)), tu_f32(WK_SHAPE(3, 1), 1, 1, 1));
     expect_values(r, 0, 1, 3, 3, 5, 5, 7);
     /* empty index: a copy */
-    r = wk_index_add(x, 0, wk_empty(WK_SHAPE(0), WK_DTYPE_I64), wk_empty(WK_SHAPE(0, 2), WK_DTYPE_F32));
+    r = wk_index_add(x, 0, wk_empty(WK_SHAPE(0), WK_DTYPE_I64),
+                     wk_empty(WK_SHAPE(0, 2), WK_DTYPE_F32));
     expect_values(r, 0, 1, 2, 3, 4, 5, 6);
     /* zero-size x outside dim */
     r = wk_index_add(wk_empty(WK_SHAPE(3, 0), WK_DTYPE_F64), 0, tu_i64(WK_SHAPE(2), 0, 2),
@@ -523,7 +524,8 @@ Test(index, errors)
                  "index_add: index must be int64 or int32, got float32");
     expect_error(wk_index_add(s, 0, tu_i64(WK_SHAPE(1), 0), s),
                  "index_add: expected an input with at least 1 dim");
-    expect_error(wk_index_add(x, 0, tu_i64(WK_SHAPE(2), 0, 1), NULL), "index_add: input 2 is NULL");
+    expect_error(wk_index_add(x, 0, tu_i64(WK_SHAPE(2), 0, 1), NULL),
+                 "index_add: input 2 is NULL");
     expect_values(x, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9); /* never written */
     /* masked_fill */
     expect_error(wk_masked_fill(x, wk_to_dtype(IOTA(WK_DTYPE_BOOL, 5), WK_DTYPE_U8), 0),
