@@ -656,6 +656,7 @@ static bool prep_one_hot(const wk_index_args *a, index_job *job, int64_t *shape,
 static wk_tensor *scatter_into_zeros(wk_index_op op, const char *name, const int64_t *shape,
                                      int nd, int d, wk_tensor *idx, wk_tensor *g)
 {
+    if (!have_kernel(op, g)) return NULL;
     wk_tensor *out = wki_empty_on(shape, nd, g->dtype, g->device);
     wk_tensor *src = op == WK_INDEX_INDEX_ADD ? wk_contiguous(g) : g;
     if (!out || !src || !check_range(name, idx, shape[d], d)) {
