@@ -83,8 +83,6 @@ static wk_tensor *softmax_op(wk_tensor *x, wk_tensor *unused)
     return wk_softmax(x, -1);
 }
 
-static wk_tensor *matmul_op(wk_tensor *a, wk_tensor *b) { return wk_matmul(a, b); }
-
 static void run_memcpy(void *p)
 {
     ctx_t *c = p;
@@ -97,7 +95,7 @@ int main(void)
     printf("bench/ops: threads=%d\n", wk_get_num_threads());
     printf("%-26s %12s %12s %8s\n", "matmul (f32, square)", "wick GF/s", "sgemm GF/s", "ratio");
     for (int n = 256; n <= 2048; n *= 2) {
-        ctx_t c = {.n = n, .op = matmul_op};
+        ctx_t c = {.n = n, .op = wk_matmul};
         c.a = wk_randn(WK_SHAPE(n, n), WK_DTYPE_F32, &g);
         c.b = wk_randn(WK_SHAPE(n, n), WK_DTYPE_F32, &g);
         c.c = wk_empty(WK_SHAPE(n, n), WK_DTYPE_F32);

@@ -1,8 +1,9 @@
 /* Copies between tensors of any layout and dtype (through the element-wise iterator),
- * fill, clone and dtype conversion. */
+ * fill, clone and dtype conversion (the last two with their backward). */
 #include <math.h>
 #include <string.h>
 
+#include "../autograd/node-impl.h"
 #include "iter-impl.h"
 
 typedef struct {
@@ -193,6 +194,27 @@ wk_tensor *wk_fill_(wk_tensor *t, double value)
     return t;
 }
 
+/* clone, and to_dtype between float dtypes: the gradient in the input's dtype (the
+ * engine aliases it when it is g itself). */
+static int cast_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    wk_dtype dt = n->inputs[0]->dtype;
+    grads[0] = g->dtype == dt ? g : wk_to_dtype(g, dt);
+    return grads[0] ? 0 : -1;
+}
+
+/* Give out a node when t requires grad and out is a float tensor. */
+static wk_tensor *record(wk_tensor *out, wk_tensor *t, const char *op)
+{
+    if (!out || !wk_dtype_is_float(out->dtype) || !wki_grad_needed(1, (const wk_tensor *[]){t}))
+        return out;
+    if (!wki_node_new(out, op, cast_backward, 1, &t)) {
+        wk_tensor_free(out);
+        return NULL;
+    }
+    return out;
+}
+
 wk_tensor *wk_clone(const wk_tensor *t)
 {
     if (!WKI_CHECK("clone", t)) return NULL;
@@ -201,7 +223,8 @@ wk_tensor *wk_clone(const wk_tensor *t)
         wk_tensor_free(c);
         return NULL;
     }
-    return c;
+    /* t is const for readers of the API; the node only takes a reference on it */
+    return record(c, (wk_tensor *)t, "clone");
 }
 
 wk_tensor *wk_to_dtype(wk_tensor *t, wk_dtype dtype)
@@ -211,11 +234,15 @@ wk_tensor *wk_to_dtype(wk_tensor *t, wk_dtype dtype)
         wk_set_error("to_dtype: invalid dtype %d", (int)dtype);
         return NULL;
     }
-    if (dtype == t->dtype && wk_is_contiguous(t)) return wk_alias(t);
-    wk_tensor *c = wki_empty_on(t->shape, t->ndim, dtype, t->device);
-    if (c && !wk_copy_(c, t)) {
-        wk_tensor_free(c);
-        return NULL;
+    wk_tensor *c;
+    if (dtype == t->dtype && wk_is_contiguous(t)) {
+        c = wk_alias(t);
+    } else {
+        c = wki_empty_on(t->shape, t->ndim, dtype, t->device);
+        if (c && !wk_copy_(c, t)) {
+            wk_tensor_free(c);
+            return NULL;
+        }
     }
-    return c;
+    return record(c, t, "to_dtype");
 }

@@ -1,10 +1,12 @@
 /* The indexing family: one front-end (wk_index_apply) that validates, checks every
- * index before anything is written and allocates the result; a per-device table of
- * kernels; and the split/chunk views, which only narrow. */
+ * index before anything is written, allocates the result and records the autograd node;
+ * a per-device table of kernels; the backward of each op; and the split/chunk views,
+ * which only narrow. */
 #include <omp.h>
 #include <string.h>
 
-#include "index.h"
+#include "../autograd/node-impl.h"
+#include "index-impl.h"
 #include "iter-impl.h"
 
 #define GRAIN 32768 /* elements per thread below which a loop stays serial */
@@ -13,7 +15,8 @@ static const struct {
     const char *name;
 } index_info[] = {
     [WK_INDEX_INDEX_SELECT] = {"index_select"}, [WK_INDEX_GATHER] = {"gather"},
-    [WK_INDEX_SCATTER_ADD] = {"scatter_add"},   [WK_INDEX_MASKED_FILL] = {"masked_fill"},
+    [WK_INDEX_SCATTER_ADD] = {"scatter_add"},   [WK_INDEX_INDEX_ADD] = {"index_add"},
+    [WK_INDEX_MASKED_FILL] = {"masked_fill"},
     [WK_INDEX_CAT] = {"cat"},                   [WK_INDEX_STACK] = {"stack"},
     [WK_INDEX_ONE_HOT] = {"one_hot"},
 };
@@ -30,6 +33,7 @@ typedef struct {
     const wk_index_args *args;
     int dim;            /* normalised */
     wk_tensor *index;   /* contiguous, bounds-checked index (labels for one_hot) */
+    wk_tensor *src;     /* index_add: contiguous src */
     char value[8];      /* masked_fill: the value in the result's dtype */
 } index_job;
 
@@ -161,16 +165,73 @@ SCATTER_ADD(scatter_add_i32, int32_t, ADD_U32)
 SCATTER_ADD(scatter_add_i64, int64_t, ADD_U64)
 SCATTER_ADD(scatter_add_u8, uint8_t, ADD_U8)
 
+/* out = x (zeros when args->x is NULL: the gradient of gather) + the scattered src. */
 static void cpu_scatter_add(wk_tensor *out, const index_job *job)
 {
     const wk_index_args *a = job->args;
-    wk_copy_(out, a->x);
+    if (a->x) wk_copy_(out, a->x);
+    else memset(wk_data(out), 0, (size_t)wk_numel(out) * wk_dtype_size(out->dtype));
     switch (out->dtype) {
     case WK_DTYPE_F32: scatter_add_f32(out, job->index, a->src, job->dim); break;
     case WK_DTYPE_F64: scatter_add_f64(out, job->index, a->src, job->dim); break;
     case WK_DTYPE_I32: scatter_add_i32(out, job->index, a->src, job->dim); break;
     case WK_DTYPE_I64: scatter_add_i64(out, job->index, a->src, job->dim); break;
     default: scatter_add_u8(out, job->index, a->src, job->dim); break;
+    }
+}
+
+/* out (O, S, I) += src (O, L, I) at rows index[0..L) of each of the O blocks (out and src
+ * contiguous). Each task owns a range of out's rows and walks the whole index in order,
+ * so every element sums in index order whatever the thread count. */
+#define INDEX_ADD(NAME, T, ADD)                                                          \
+    static void NAME(T *o, const T *src, const char *ip, wk_dtype idt, int64_t O,        \
+                     int64_t S, int64_t L, int64_t I)                                    \
+    {                                                                                    \
+        int64_t ies = (int64_t)wk_dtype_size(idt);                                      \
+        int nt = wki_threads_for(O * L * I, GRAIN);                                      \
+        int64_t nr = O >= nt ? 1 : (nt + O - 1) / O; /* row ranges per block */         \
+        if (nr > S) nr = S > 0 ? S : 1;                                                  \
+        _Pragma("omp parallel for num_threads(nt) if (nt > 1) schedule(static)")         \
+        for (int64_t task = 0; task < O * nr; task++) {                                  \
+            int64_t b = task / nr, r = task % nr;                                        \
+            int64_t lo = S * r / nr, hi = S * (r + 1) / nr;                              \
+            T *ob = o + b * S * I;                                                       \
+            const T *sb = src + b * L * I;                                               \
+            for (int64_t i = 0; i < L; i++) {                                            \
+                int64_t j = load_index(ip + i * ies, idt);                               \
+                if (j < lo || j >= hi) continue;                                         \
+                T *dst = ob + j * I;                                                     \
+                const T *sp = sb + i * I;                                                \
+                for (int64_t c = 0; c < I; c++) dst[c] = ADD(dst[c], sp[c]);             \
+            }                                                                            \
+        }                                                                                \
+    }
+INDEX_ADD(index_add_f32, float, ADD_F)
+INDEX_ADD(index_add_f64, double, ADD_F)
+INDEX_ADD(index_add_i32, int32_t, ADD_U32)
+INDEX_ADD(index_add_i64, int64_t, ADD_U64)
+INDEX_ADD(index_add_u8, uint8_t, ADD_U8)
+
+/* out = x (zeros when args->x is NULL: the gradient of index_select) + src at index. */
+static void cpu_index_add(wk_tensor *out, const index_job *job)
+{
+    const wk_index_args *a = job->args;
+    if (a->x) wk_copy_(out, a->x);
+    else memset(wk_data(out), 0, (size_t)wk_numel(out) * wk_dtype_size(out->dtype));
+    int d = job->dim;
+    int64_t O = wki_shape_numel(out->shape, d), S = out->shape[d];
+    int64_t I = wki_shape_numel(out->shape + d + 1, out->ndim - d - 1);
+    int64_t L = wk_numel(job->index);
+    const char *ip = wk_data(job->index);
+    wk_dtype idt = job->index->dtype;
+    void *o = wk_data(out), *sp = wk_data(job->src);
+    if (O * L * I == 0) return;
+    switch (out->dtype) {
+    case WK_DTYPE_F32: index_add_f32(o, sp, ip, idt, O, S, L, I); break;
+    case WK_DTYPE_F64: index_add_f64(o, sp, ip, idt, O, S, L, I); break;
+    case WK_DTYPE_I32: index_add_i32(o, sp, ip, idt, O, S, L, I); break;
+    case WK_DTYPE_I64: index_add_i64(o, sp, ip, idt, O, S, L, I); break;
+    default: index_add_u8(o, sp, ip, idt, O, S, L, I); break;
     }
 }
 
@@ -254,6 +315,7 @@ static const index_kernel index_kernels[WK_DEVICE_COUNT][WK_INDEX_COUNT] = {
             [WK_INDEX_INDEX_SELECT] = cpu_index_select,
             [WK_INDEX_GATHER] = cpu_gather,
             [WK_INDEX_SCATTER_ADD] = cpu_scatter_add,
+            [WK_INDEX_INDEX_ADD] = cpu_index_add,
             [WK_INDEX_MASKED_FILL] = cpu_masked_fill,
             [WK_INDEX_CAT] = cpu_cat,
             [WK_INDEX_STACK] = cpu_stack,
@@ -304,6 +366,27 @@ static bool check_range(const char *op, const wk_tensor *idx, int64_t size, int 
         else
             wk_set_error("%s: label %lld is out of range for %lld classes", op, (long long)v,
                          (long long)size);
+        return false;
+    }
+    return true;
+}
+
+/* x and src of an addition: the same arithmetic dtype. */
+static bool check_arith(const char *op, const wk_tensor *x, const wk_tensor *src)
+{
+    if (src->dtype != x->dtype) {
+        wk_set_error("%s: dtypes %s (input) and %s (src) differ", op, wk_dtype_name(x->dtype),
+                     wk_dtype_name(src->dtype));
+        return false;
+    }
+    if (x->dtype == WK_DTYPE_BF16 || x->dtype == WK_DTYPE_F16) {
+        wk_set_error("%s: %s is a storage type; convert with wk_to_dtype(t, WK_DTYPE_F32) "
+                     "first",
+                     op, wk_dtype_name(x->dtype));
+        return false;
+    }
+    if (x->dtype == WK_DTYPE_BOOL) {
+        wk_set_error("%s: dtype bool is not supported", op);
         return false;
     }
     return true;
@@ -374,22 +457,8 @@ static bool prep_scatter_add(const wk_index_args *a, index_job *job, int64_t *sh
     if (!wki_same_device(op, x, idx) || !wki_same_device(op, x, src) ||
         !have_kernel(WK_INDEX_SCATTER_ADD, x))
         return false;
-    if (!check_rank(op, x) || !check_index_dtype(op, "index", idx)) return false;
-    if (src->dtype != x->dtype) {
-        wk_set_error("scatter_add: dtypes %s (input) and %s (src) differ",
-                     wk_dtype_name(x->dtype), wk_dtype_name(src->dtype));
+    if (!check_rank(op, x) || !check_index_dtype(op, "index", idx) || !check_arith(op, x, src))
         return false;
-    }
-    if (x->dtype == WK_DTYPE_BF16 || x->dtype == WK_DTYPE_F16) {
-        wk_set_error("scatter_add: %s is a storage type; convert with wk_to_dtype(t, "
-                     "WK_DTYPE_F32) first",
-                     wk_dtype_name(x->dtype));
-        return false;
-    }
-    if (x->dtype == WK_DTYPE_BOOL) {
-        wk_set_error("scatter_add: dtype bool is not supported");
-        return false;
-    }
     int d = job->dim = wki_norm_dim(op, a->dim, x->ndim);
     if (d < 0) return false;
     if (idx->ndim != x->ndim || src->ndim != x->ndim) {
@@ -414,6 +483,39 @@ static bool prep_scatter_add(const wk_index_args *a, index_job *job, int64_t *sh
     *nd = x->ndim;
     memcpy(shape, x->shape, sizeof x->shape);
     return checked_index(op, idx, x->shape[d], d, job);
+}
+
+static bool prep_index_add(const wk_index_args *a, index_job *job, int64_t *shape, int *nd)
+{
+    const char *op = "index_add";
+    const wk_tensor *x = a->x, *idx = a->index, *src = a->src;
+    if (!WKI_CHECK(op, x, idx, src)) return false;
+    if (!wki_same_device(op, x, idx) || !wki_same_device(op, x, src) ||
+        !have_kernel(WK_INDEX_INDEX_ADD, x))
+        return false;
+    if (!check_rank(op, x) || !check_index_dtype(op, "index", idx) || !check_arith(op, x, src))
+        return false;
+    int d = job->dim = wki_norm_dim(op, a->dim, x->ndim);
+    if (d < 0) return false;
+    if (idx->ndim > 1) {
+        wk_set_error("index_add: index must be 1-d, got shape %s", wki_shape_s(idx));
+        return false;
+    }
+    bool same = src->ndim == x->ndim;
+    for (int i = 0; same && i < x->ndim; i++)
+        same = src->shape[i] == (i == d ? wk_numel(idx) : x->shape[i]);
+    if (!same) {
+        wk_set_error("index_add: src shape %s does not match input shape %s with dim %d "
+                     "resized to the index length %lld",
+                     wki_shape_s(src), wki_shape_s(x), d, (long long)wk_numel(idx));
+        return false;
+    }
+    *nd = x->ndim;
+    memcpy(shape, x->shape, sizeof x->shape);
+    wk_no_grad_begin(); /* an internal copy: no node */
+    job->src = wk_contiguous(a->src);
+    wk_no_grad_end();
+    return job->src && checked_index(op, idx, x->shape[d], d, job);
 }
 
 static bool prep_masked_fill(const wk_index_args *a, index_job *job, int64_t *shape,
@@ -449,7 +551,7 @@ static bool prep_join(wk_index_op opk, const wk_index_args *a, index_job *job,
         wk_set_error("%s: expected at least one tensor, got %d", op, a->ts ? a->n : 0);
         return false;
     }
-    if (!wki_check_inputs(op, a->n, a->ts)) return false;
+    if (!wki_check_inputs(op, a->n, (const wk_tensor *const *)a->ts)) return false;
     const wk_tensor *t0 = a->ts[0];
     if (!have_kernel(opk, t0)) return false;
     if (!stack && t0->ndim < 1) {
@@ -543,6 +645,183 @@ static bool prep_one_hot(const wk_index_args *a, index_job *job, int64_t *shape,
     return check_range(op, job->index, C, -1);
 }
 
+/* ---- backward ----
+ * Nodes take the differentiable inputs (x, src, the joined tensors); index and mask
+ * tensors are saved (the checked contiguous index of the forward). */
+
+/* The sum of g at positions index along dim into zeros of shape (shape, nd): the
+ * gradient of index_select (kernel INDEX_ADD, 1-d index) or gather (kernel SCATTER_ADD,
+ * index shaped like g). The index, contiguous, is checked again (errors name `name`): it
+ * may have been written to since the forward. */
+static wk_tensor *scatter_into_zeros(wk_index_op op, const char *name, const int64_t *shape,
+                                     int nd, int d, wk_tensor *idx, wk_tensor *g)
+{
+    if (!have_kernel(op, g)) return NULL;
+    wk_tensor *out = wki_empty_on(shape, nd, g->dtype, g->device);
+    wk_tensor *src = op == WK_INDEX_INDEX_ADD ? wk_contiguous(g) : g;
+    if (!out || !src || !check_range(name, idx, shape[d], d)) {
+        wk_tensor_free(out);
+        if (src != g) wk_tensor_free(src);
+        return NULL;
+    }
+    wk_index_args a = {.index = idx, .src = g, .dim = d};
+    index_job job = {.args = &a, .dim = d, .index = idx, .src = src};
+    index_kernels[g->device.type][op](out, &job);
+    if (src != g) wk_tensor_free(src);
+    return out;
+}
+
+wk_tensor *wki_index_add_zeros(const char *op, const int64_t *shape, int ndim, int dim,
+                               wk_tensor *index, wk_tensor *src)
+{
+    if (!WKI_CHECK(op, index, src)) return NULL;
+    wk_tensor *idx = wk_contiguous(index);
+    wk_tensor *r = idx ? scatter_into_zeros(WK_INDEX_INDEX_ADD, op, shape, ndim, dim, idx, src)
+                       : NULL;
+    wk_tensor_free(idx);
+    return r;
+}
+
+static int index_select_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    wk_tensor *x = n->inputs[0];
+    grads[0] = scatter_into_zeros(WK_INDEX_INDEX_ADD, "index_select", x->shape, x->ndim,
+                                  (int)n->i[0], n->saved[0], g);
+    return grads[0] ? 0 : -1;
+}
+
+static int gather_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    wk_tensor *x = n->inputs[0];
+    grads[0] = scatter_into_zeros(WK_INDEX_SCATTER_ADD, "gather", x->shape, x->ndim,
+                                  (int)n->i[0], n->saved[0], g);
+    return grads[0] ? 0 : -1;
+}
+
+/* out = x + scattered src: x's gradient is g; src's is g gathered at the index (zero
+ * where src is larger than the index). */
+static int scatter_add_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    wk_tensor *src = n->inputs[1], *idx = n->saved[0];
+    int d = (int)n->i[0];
+    if (wki_node_input_needs_grad(n, 0)) grads[0] = g;
+    if (!wki_node_input_needs_grad(n, 1)) return 0;
+    wk_tensor *r = wk_gather(g, d, idx);
+    if (r && !wk_same_shape(r, src)) {
+        wk_tensor *z = wki_empty_on(src->shape, src->ndim, g->dtype, g->device);
+        wk_tensor v = z ? *z : (wk_tensor){0};
+        if (z) memset(wk_data(z), 0, (size_t)wk_numel(z) * wk_dtype_size(z->dtype));
+        for (int i = 0; z && i < v.ndim; i++) v.shape[i] = idx->shape[i];
+        if (!z || !wk_copy_(&v, r)) {
+            wk_tensor_free(z);
+            z = NULL;
+        }
+        wk_tensor_free(r);
+        r = z;
+    }
+    grads[1] = r;
+    return r ? 0 : -1;
+}
+
+/* out = x + src at the index along dim: x's gradient is g, src's is g selected there. */
+static int index_add_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    if (wki_node_input_needs_grad(n, 0)) grads[0] = g;
+    if (!wki_node_input_needs_grad(n, 1)) return 0;
+    grads[1] = wk_index_select(g, (int)n->i[0], n->saved[0]);
+    return grads[1] ? 0 : -1;
+}
+
+/* Zero where the mask filled, summed over the dims x was broadcast along. */
+static int masked_fill_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    wk_tensor *x = n->inputs[0];
+    wk_tensor *r = wk_masked_fill(g, n->saved[0], 0);
+    wk_tensor *s = wki_sum_to_shape(r, x->shape, x->ndim);
+    if (s != r) wk_tensor_free(r);
+    grads[0] = s;
+    return s ? 0 : -1;
+}
+
+/* cat/stack: input k is the slab of g at offset i[k] along dim i[4] (i[5]: stack, where
+ * an input with one dim fewer than g is one index of the new dim). */
+static int join_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    int d = (int)n->i[4];
+    bool stack = n->i[5];
+    for (int k = 0; k < n->ninputs; k++) {
+        if (!wki_node_input_needs_grad(n, k)) continue;
+        wk_tensor *in = n->inputs[k];
+        grads[k] = stack && in->ndim < g->ndim ? wk_select(g, d, n->i[k])
+                                                : wk_narrow(g, d, n->i[k], in->shape[d]);
+        if (!grads[k]) return -1;
+    }
+    return 0;
+}
+
+/* Record the join of ts[0..count) along d onto target (the result, or a narrow view of
+ * it standing for a group of inputs). A node holds at most WKI_NODE_MAX_INPUTS inputs,
+ * so longer lists are split into groups, each a view of the result with its own node:
+ * a tree whose leaves are the inputs. */
+static bool record_join(wk_index_op op, wk_tensor *target, wk_tensor *const *ts, int count,
+                        int d)
+{
+    enum { FAN = WKI_NODE_MAX_INPUTS };
+    bool stack = op == WK_INDEX_STACK;
+    wk_tensor *in[FAN] = {0}, *views[FAN] = {0};
+    int64_t off[FAN], pos = 0;
+    int per = (count + FAN - 1) / FAN, k = 0;
+    bool ok = true;
+    for (int s = 0; s < count && ok; s += per, k++) {
+        int m = count - s < per ? count - s : per;
+        int64_t len = 0;
+        for (int j = s; j < s + m; j++)
+            len += stack ? 1 : ts[j]->shape[d];
+        off[k] = pos;
+        if (m == 1) {
+            in[k] = ts[s];
+        } else if (wki_grad_needed(m, (const wk_tensor *const *)(ts + s))) {
+            wk_no_grad_begin();
+            views[k] = in[k] = wk_narrow(target, d, pos, len);
+            wk_no_grad_end();
+            ok = views[k] && record_join(op, views[k], ts + s, m, d);
+        }
+        pos += len;
+    }
+    wki_node *n = ok ? wki_node_new(target, index_info[op].name, join_backward, k, in) : NULL;
+    for (int j = 0; j < FAN; j++)
+        wk_tensor_free(views[j]); /* the node holds them now */
+    if (!n) return false;
+    for (int j = 0; j < k; j++)
+        n->i[j] = off[j];
+    n->i[4] = d;
+    n->i[5] = stack;
+    return true;
+}
+
+/* The node of op's result out (when an input requires grad). */
+static bool record(wk_index_op op, wk_tensor *out, const wk_index_args *a, const index_job *job)
+{
+    if (op == WK_INDEX_CAT || op == WK_INDEX_STACK)
+        return !wki_grad_needed(a->n, (const wk_tensor *const *)a->ts) ||
+               record_join(op, out, a->ts, a->n, job->dim);
+    static const wki_backward_fn backward[WK_INDEX_COUNT] = {
+        [WK_INDEX_INDEX_SELECT] = index_select_backward,
+        [WK_INDEX_GATHER] = gather_backward,
+        [WK_INDEX_SCATTER_ADD] = scatter_add_backward,
+        [WK_INDEX_INDEX_ADD] = index_add_backward,
+        [WK_INDEX_MASKED_FILL] = masked_fill_backward,
+    };
+    bool two = op == WK_INDEX_SCATTER_ADD || op == WK_INDEX_INDEX_ADD;
+    wk_tensor *in[2] = {a->x, two ? a->src : NULL};
+    if (!backward[op] || !wki_grad_needed(2, (const wk_tensor *const *)in)) return true;
+    wki_node *n = wki_node_new(out, index_info[op].name, backward[op], two ? 2 : 1, in);
+    if (!n) return false;
+    n->i[0] = job->dim;
+    wki_node_save(n, 0, op == WK_INDEX_MASKED_FILL ? a->mask : job->index);
+    return true;
+}
+
 wk_tensor *wk_index_apply(wk_index_op op, const wk_index_args *a)
 {
     if ((unsigned)op >= WK_INDEX_COUNT || !a) {
@@ -559,6 +838,7 @@ wk_tensor *wk_index_apply(wk_index_op op, const wk_index_args *a)
     case WK_INDEX_INDEX_SELECT: ok = prep_index_select(a, &job, shape, &nd); break;
     case WK_INDEX_GATHER: ok = prep_gather(a, &job, shape, &nd); break;
     case WK_INDEX_SCATTER_ADD: ok = prep_scatter_add(a, &job, shape, &nd); break;
+    case WK_INDEX_INDEX_ADD: ok = prep_index_add(a, &job, shape, &nd); break;
     case WK_INDEX_MASKED_FILL: ok = prep_masked_fill(a, &job, shape, &nd); break;
     case WK_INDEX_CAT:
     case WK_INDEX_STACK: ok = prep_join(op, a, &job, shape, &nd); break;
@@ -571,45 +851,55 @@ wk_tensor *wk_index_apply(wk_index_op op, const wk_index_args *a)
     }
     wk_tensor *out = ok ? wki_empty_on(shape, nd, dtype, first->device) : NULL;
     if (out) index_kernels[first->device.type][op](out, &job);
+    if (out && !record(op, out, a, &job)) {
+        wk_tensor_free(out);
+        out = NULL;
+    }
     wk_tensor_free(job.index);
+    wk_tensor_free(job.src);
     return out;
 }
 
-wk_tensor *wk_index_select(const wk_tensor *x, int dim, const wk_tensor *index)
+wk_tensor *wk_index_select(wk_tensor *x, int dim, wk_tensor *index)
 {
     return wk_index_apply(WK_INDEX_INDEX_SELECT,
                           &(wk_index_args){.x = x, .dim = dim, .index = index});
 }
 
-wk_tensor *wk_gather(const wk_tensor *x, int dim, const wk_tensor *index)
+wk_tensor *wk_gather(wk_tensor *x, int dim, wk_tensor *index)
 {
     return wk_index_apply(WK_INDEX_GATHER, &(wk_index_args){.x = x, .dim = dim, .index = index});
 }
 
-wk_tensor *wk_scatter_add(const wk_tensor *x, int dim, const wk_tensor *index,
-                          const wk_tensor *src)
+wk_tensor *wk_scatter_add(wk_tensor *x, int dim, wk_tensor *index, wk_tensor *src)
 {
     return wk_index_apply(WK_INDEX_SCATTER_ADD,
                           &(wk_index_args){.x = x, .dim = dim, .index = index, .src = src});
 }
 
-wk_tensor *wk_masked_fill(const wk_tensor *x, const wk_tensor *mask, double value)
+wk_tensor *wk_index_add(wk_tensor *x, int dim, wk_tensor *index, wk_tensor *src)
+{
+    return wk_index_apply(WK_INDEX_INDEX_ADD,
+                          &(wk_index_args){.x = x, .dim = dim, .index = index, .src = src});
+}
+
+wk_tensor *wk_masked_fill(wk_tensor *x, wk_tensor *mask, double value)
 {
     return wk_index_apply(WK_INDEX_MASKED_FILL,
                           &(wk_index_args){.x = x, .mask = mask, .value = value});
 }
 
-wk_tensor *wk_cat(const wk_tensor *const *ts, int n, int dim)
+wk_tensor *wk_cat(wk_tensor *const *ts, int n, int dim)
 {
     return wk_index_apply(WK_INDEX_CAT, &(wk_index_args){.ts = ts, .n = n, .dim = dim});
 }
 
-wk_tensor *wk_stack(const wk_tensor *const *ts, int n, int dim)
+wk_tensor *wk_stack(wk_tensor *const *ts, int n, int dim)
 {
     return wk_index_apply(WK_INDEX_STACK, &(wk_index_args){.ts = ts, .n = n, .dim = dim});
 }
 
-wk_tensor *wk_one_hot(const wk_tensor *labels, int64_t num_classes)
+wk_tensor *wk_one_hot(wk_tensor *labels, int64_t num_classes)
 {
     return wk_index_apply(WK_INDEX_ONE_HOT,
                           &(wk_index_args){.x = labels, .num_classes = num_classes});

@@ -1,22 +1,32 @@
 /* The matrix-product family: one front-end (wk_linalg) that validates, lays out the
- * operands for BLAS and allocates the result, and a per-device GEMM kernel table. The
- * CPU kernel calls OpenBLAS (sgemm/dgemm, gemv for matrix-vector shapes). */
+ * operands for BLAS, allocates the result and records the autograd node, a per-device
+ * GEMM kernel table, and the backward of each op (GEMMs with transpose flags). The CPU
+ * kernel calls OpenBLAS (sgemm/dgemm, gemv for matrix-vector shapes). */
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
 #include <string.h>
 
+#include "../autograd/node-impl.h"
+#include "elementwise.h"
 #include "linalg.h"
-#include "tensor-impl.h"
+#include "reduce.h"
 
-/* Operand ranks each op accepts (0 = any rank >= 1). */
+static int matmul_backward(wki_node *n, wk_tensor *g, wk_tensor **grads);
+static int addmm_backward(wki_node *n, wk_tensor *g, wk_tensor **grads);
+static int linear_backward(wki_node *n, wk_tensor *g, wk_tensor **grads);
+
+/* Operand ranks each op accepts (0 = any rank >= 1) and its backward. */
 static const struct {
     const char *name;
     int a_ndim, b_ndim;
+    wki_backward_fn backward;
 } linalg_info[] = {
-    [WK_LINALG_MATMUL] = {"matmul", 0, 0}, [WK_LINALG_MM] = {"mm", 2, 2},
-    [WK_LINALG_BMM] = {"bmm", 3, 3},       [WK_LINALG_ADDMM] = {"addmm", 2, 2},
-    [WK_LINALG_LINEAR] = {"linear", 0, 2},
+    [WK_LINALG_MATMUL] = {"matmul", 0, 0, matmul_backward},
+    [WK_LINALG_MM] = {"mm", 2, 2, matmul_backward},
+    [WK_LINALG_BMM] = {"bmm", 3, 3, matmul_backward},
+    [WK_LINALG_ADDMM] = {"addmm", 2, 2, addmm_backward},
+    [WK_LINALG_LINEAR] = {"linear", 0, 2, linear_backward},
 };
 _Static_assert(sizeof linalg_info / sizeof linalg_info[0] == WK_LINALG_COUNT,
                "linalg_info must have one row per wk_linalg_op");
@@ -354,19 +364,19 @@ static bool blas_operand(const mat_view *m, int role, mat_view *out, bool *trans
 {
     *out = *m;
     if (blas_layout(m, trans, ld)) return true;
+    wk_no_grad_begin(); /* an internal copy: no node */
     *tmp = wk_contiguous((wk_tensor *)m->t);
+    wk_no_grad_end();
     if (!*tmp) return false;
     mat_view_of(*tmp, role, out);
     return blas_layout(out, trans, ld);
 }
 
-wk_tensor *wk_linalg(wk_linalg_op op, const wk_tensor *a, const wk_tensor *b,
-                     const wk_tensor *c, double beta, double alpha)
+/* beta*c + alpha*(a @ b) under op's rules, alpha and beta taken as given: the forward of
+ * every op and the products of the backward passes. */
+static wk_tensor *product(wk_linalg_op op, wk_tensor *a, wk_tensor *b, wk_tensor *c,
+                          double beta, double alpha)
 {
-    if ((unsigned)op >= WK_LINALG_COUNT) {
-        wk_set_error("linalg: invalid op %d", (int)op);
-        return NULL;
-    }
     const char *name = linalg_info[op].name;
     bool has_c = op == WK_LINALG_ADDMM || (op == WK_LINALG_LINEAR && c);
     bool ok = op == WK_LINALG_ADDMM ? WKI_CHECK(name, c, a, b) /* the user's order */
@@ -384,8 +394,6 @@ wk_tensor *wk_linalg(wk_linalg_op op, const wk_tensor *a, const wk_tensor *b,
         return NULL;
     }
     if (!has_c) c = NULL;
-    if (op == WK_LINALG_LINEAR) beta = alpha = 1;
-    if (op != WK_LINALG_ADDMM && op != WK_LINALG_LINEAR) alpha = 1;
 
     mat_view ma, mb;
     gemm_desc d = {.dtype = a->dtype};
@@ -438,28 +446,195 @@ wk_tensor *wk_linalg(wk_linalg_op op, const wk_tensor *a, const wk_tensor *b,
     return out;
 }
 
-wk_tensor *wk_matmul(const wk_tensor *a, const wk_tensor *b)
+wk_tensor *wk_linalg(wk_linalg_op op, wk_tensor *a, wk_tensor *b, wk_tensor *c, double beta,
+                     double alpha)
+{
+    if ((unsigned)op >= WK_LINALG_COUNT) {
+        wk_set_error("linalg: invalid op %d", (int)op);
+        return NULL;
+    }
+    if (op != WK_LINALG_ADDMM && op != WK_LINALG_LINEAR) c = NULL;
+    if (op == WK_LINALG_LINEAR) beta = alpha = 1;
+    if (op != WK_LINALG_ADDMM && op != WK_LINALG_LINEAR) alpha = beta = 1;
+    wk_tensor *out = product(op, a, b, c, beta, alpha);
+    if (out && wki_grad_needed(3, (const wk_tensor *[]){a, b, c})) {
+        wki_node *n = wki_node_new(out, linalg_info[op].name, linalg_info[op].backward, 3,
+                                   (wk_tensor *[]){a, b, c});
+        if (!n) {
+            wk_tensor_free(out);
+            return NULL;
+        }
+        n->f[0] = beta;
+        n->f[1] = alpha;
+    }
+    return out;
+}
+
+/* ---- backward ----
+ * For out = alpha * a @ b: grad_a = alpha * g @ b^T and grad_b = alpha * a^T @ g, as
+ * products over transposed views (BLAS reads them with its transpose flags; nothing is
+ * copied), with broadcast batch dims summed back. Temporaries are freed as soon as they
+ * are used, so a backward pass does not keep its gradients' storage alive. */
+
+/* Free t unless it is `keep`. */
+static void drop(wk_tensor *t, const wk_tensor *keep)
+{
+    if (t != keep) wk_tensor_free(t);
+}
+
+/* r reduced to `like`'s shape: broadcast batch dims summed, then reshaped (a 1-d operand
+ * was promoted to a matrix). Consumes r. */
+static wk_tensor *fit_to(wk_tensor *r, const wk_tensor *m, const wk_tensor *like)
+{
+    wk_tensor *s = wki_sum_to_shape(r, m->shape, m->ndim);
+    drop(r, s);
+    if (!s || wk_same_shape(s, like)) return s;
+    wk_tensor *v = wk_reshape(s, like->shape, like->ndim);
+    wk_tensor_free(s);
+    return v;
+}
+
+/* The product of (rows, k) and (k, cols) views of x and y flattened over their leading
+ * dims: x (..., P) seen as (R, P) transposed, times y (..., Q) as (R, Q), gives the
+ * (P, Q) sum over all R rows at once (one GEMM instead of a batch and a reduction). */
+static wk_tensor *rows_product(wk_tensor *x, wk_tensor *y, double alpha)
+{
+    int64_t P = x->shape[x->ndim - 1], Q = y->shape[y->ndim - 1];
+    int64_t R = wki_shape_numel(x->shape, x->ndim - 1);
+    wk_tensor *x2 = wk_reshape(x, WK_SHAPE(R, P));
+    wk_tensor *y2 = wk_reshape(y, WK_SHAPE(R, Q));
+    wk_tensor *xt = wk_transpose(x2, 0, 1);
+    wk_tensor *r = xt && y2 ? product(WK_LINALG_MM, xt, y2, NULL, 0, alpha) : NULL;
+    wk_tensor_free(x2);
+    wk_tensor_free(y2);
+    wk_tensor_free(xt);
+    return r;
+}
+
+/* alpha * gm @ bm^T summed to am's shape, then shaped like a. */
+static wk_tensor *grad_left(wk_tensor *gm, wk_tensor *am, wk_tensor *bm, const wk_tensor *a,
+                            double alpha)
+{
+    wk_tensor *bt = wk_transpose(bm, -1, -2);
+    wk_tensor *r = bt ? product(WK_LINALG_MATMUL, gm, bt, NULL, 0, alpha) : NULL;
+    wk_tensor_free(bt);
+    return r ? fit_to(r, am, a) : NULL;
+}
+
+/* alpha * am^T @ gm summed to bm's shape, then shaped like b. A matrix b shared by a
+ * batch of a's gets one GEMM over all the batch's rows. */
+static wk_tensor *grad_right(wk_tensor *gm, wk_tensor *am, wk_tensor *bm, const wk_tensor *b,
+                             double alpha)
+{
+    if (bm->ndim == 2 && am->ndim > 2) {
+        wk_tensor *r = rows_product(am, gm, alpha);
+        return r ? fit_to(r, bm, b) : NULL;
+    }
+    wk_tensor *at = wk_transpose(am, -1, -2);
+    wk_tensor *r = at ? product(WK_LINALG_MATMUL, at, gm, NULL, 0, alpha) : NULL;
+    wk_tensor_free(at);
+    return r ? fit_to(r, bm, b) : NULL;
+}
+
+/* matmul, mm, bmm (and the products of addmm): 1-d operands are promoted to matrices
+ * as in the forward, and g gets the dims the forward removed. */
+static int product_grads(wki_node *n, wk_tensor *g, wk_tensor **grads, double alpha)
+{
+    wk_tensor *a = n->inputs[0], *b = n->inputs[1];
+    wk_tensor *am = a->ndim == 1 ? wk_unsqueeze(a, 0) : a;
+    wk_tensor *bm = b->ndim == 1 ? wk_unsqueeze(b, -1) : b;
+    wk_tensor *g1 = b->ndim == 1 ? wk_unsqueeze(g, -1) : g;
+    wk_tensor *gm = a->ndim == 1 && g1 ? wk_unsqueeze(g1, -2) : g1;
+    int rc = am && bm && gm ? 0 : -1;
+    if (!rc && wki_node_input_needs_grad(n, 0) && !(grads[0] = grad_left(gm, am, bm, a, alpha)))
+        rc = -1;
+    if (!rc && wki_node_input_needs_grad(n, 1) &&
+        !(grads[1] = grad_right(gm, am, bm, b, alpha)))
+        rc = -1;
+    drop(am, a);
+    drop(bm, b);
+    drop(gm, g1);
+    drop(g1, g);
+    return rc;
+}
+
+static int matmul_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    return product_grads(n, g, grads, 1);
+}
+
+/* out = beta * c + alpha * a @ b: the products' grads scaled by alpha; c's is beta * g
+ * summed over the dims c was broadcast along. */
+static int addmm_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    double beta = n->f[0], alpha = n->f[1];
+    if (product_grads(n, g, grads, alpha)) return -1;
+    if (!wki_node_input_needs_grad(n, 2)) return 0;
+    wk_tensor *c = n->inputs[2];
+    wk_tensor *s = wki_sum_to_shape(g, c->shape, c->ndim);
+    if (s && beta != 1) {
+        wk_tensor *t = wk_mul_scalar(s, beta);
+        drop(s, g);
+        s = t;
+    }
+    grads[2] = s;
+    return s ? 0 : -1;
+}
+
+/* out (R, N) = x (R, K) @ W^T + bias over x's leading dims flattened to R rows:
+ * grad_x = g @ W, grad_W = g^T @ x (one GEMM each, W and g^T read in place) and
+ * grad_bias = the column sums of g. */
+static int linear_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    wk_tensor *x = n->inputs[0], *w = n->inputs[1], *bias = n->inputs[2];
+    int64_t N = w->shape[0];
+    int64_t R = wki_shape_numel(x->shape, x->ndim - 1);
+    wk_tensor *g2 = wk_reshape(g, WK_SHAPE(R, N));
+    if (!g2) return -1;
+    int rc = 0;
+    if (wki_node_input_needs_grad(n, 0)) {
+        wk_tensor *r = product(WK_LINALG_MM, g2, w, NULL, 0, 1);
+        grads[0] = r ? wk_reshape(r, x->shape, x->ndim) : NULL;
+        drop(r, grads[0]);
+        rc |= grads[0] ? 0 : -1;
+    }
+    if (!rc && wki_node_input_needs_grad(n, 1)) {
+        grads[1] = rows_product(g2, x, 1);
+        rc |= grads[1] ? 0 : -1;
+    }
+    if (!rc && wki_node_input_needs_grad(n, 2)) {
+        wk_tensor *s = wk_numel(bias) == N && bias->ndim == 1
+                           ? wk_sum(g2, WK_DIMS(0), false)
+                           : wk_sum(g2, WK_ALL_DIMS, false);
+        grads[2] = s && !wk_same_shape(s, bias) ? wk_reshape(s, bias->shape, bias->ndim) : s;
+        drop(s, grads[2]);
+        rc |= grads[2] ? 0 : -1;
+    }
+    wk_tensor_free(g2);
+    return rc;
+}
+
+wk_tensor *wk_matmul(wk_tensor *a, wk_tensor *b)
 {
     return wk_linalg(WK_LINALG_MATMUL, a, b, NULL, 0, 1);
 }
 
-wk_tensor *wk_mm(const wk_tensor *a, const wk_tensor *b)
+wk_tensor *wk_mm(wk_tensor *a, wk_tensor *b)
 {
     return wk_linalg(WK_LINALG_MM, a, b, NULL, 0, 1);
 }
 
-wk_tensor *wk_bmm(const wk_tensor *a, const wk_tensor *b)
+wk_tensor *wk_bmm(wk_tensor *a, wk_tensor *b)
 {
     return wk_linalg(WK_LINALG_BMM, a, b, NULL, 0, 1);
 }
 
-wk_tensor *wk_addmm(const wk_tensor *bias, const wk_tensor *a, const wk_tensor *b,
-                    double beta, double alpha)
+wk_tensor *wk_addmm(wk_tensor *bias, wk_tensor *a, wk_tensor *b, double beta, double alpha)
 {
     return wk_linalg(WK_LINALG_ADDMM, a, b, bias, beta, alpha);
 }
 
-wk_tensor *wk_linear(const wk_tensor *x, const wk_tensor *weight, const wk_tensor *bias)
+wk_tensor *wk_linear(wk_tensor *x, wk_tensor *weight, wk_tensor *bias)
 {
     return wk_linalg(WK_LINALG_LINEAR, x, weight, bias, 1, 1);
 }

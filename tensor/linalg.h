@@ -14,6 +14,11 @@
  * other layouts are copied first. Results are new contiguous tensors owned by the
  * current frame; on failure every function returns NULL with an error naming the op
  * and the shapes or dtypes involved.
+ *
+ * Autograd: every op records its backward, itself GEMMs over transposed views
+ * (grad_a = g @ b^T, grad_b = a^T @ g; broadcast batch dims summed back). A matrix shared
+ * by a batch (x (B, T, C) @ w, linear's weight) gets its gradient from one GEMM over all
+ * B*T rows; linear's bias gradient is the column sums of g.
  */
 #ifndef WK_LINALG_H
 #define WK_LINALG_H
@@ -39,24 +44,23 @@ const char *wk_linalg_name(wk_linalg_op op);
 
 /* The family front-end: beta*c + alpha*(a @ b) with op's shape rules (c: the bias of
  * addmm/linear or NULL; beta/alpha used by addmm only, linear uses 1/1). */
-wk_tensor *wk_linalg(wk_linalg_op op, const wk_tensor *a, const wk_tensor *b,
-                     const wk_tensor *c, double beta, double alpha);
+wk_tensor *wk_linalg(wk_linalg_op op, wk_tensor *a, wk_tensor *b, wk_tensor *c, double beta,
+                     double alpha);
 
 /* torch.matmul: 1-d x 1-d is a dot product (0-d result); a 1-d operand is promoted to a
  * matrix and the added dim removed from the result; batch dims broadcast.
  * Errors: 0-d inputs, inner sizes differ, batch dims do not broadcast, dtypes. */
-wk_tensor *wk_matmul(const wk_tensor *a, const wk_tensor *b);
+wk_tensor *wk_matmul(wk_tensor *a, wk_tensor *b);
 /* a (M, K) @ b (K, N) -> (M, N); both must be 2-d. */
-wk_tensor *wk_mm(const wk_tensor *a, const wk_tensor *b);
+wk_tensor *wk_mm(wk_tensor *a, wk_tensor *b);
 /* a (B, M, K) @ b (B, K, N) -> (B, M, N); both 3-d with the same batch size. */
-wk_tensor *wk_bmm(const wk_tensor *a, const wk_tensor *b);
+wk_tensor *wk_bmm(wk_tensor *a, wk_tensor *b);
 /* beta*bias + alpha*(a @ b) for 2-d a, b; bias broadcasts to (M, N). Fused: the bias is
  * loaded into the result and BLAS accumulates onto it. beta = 0 ignores bias values. */
-wk_tensor *wk_addmm(const wk_tensor *bias, const wk_tensor *a, const wk_tensor *b,
-                    double beta, double alpha);
+wk_tensor *wk_addmm(wk_tensor *bias, wk_tensor *a, wk_tensor *b, double beta, double alpha);
 /* x (..., in) @ weight(out, in)^T + bias(out) -> (..., out); bias may be NULL. Fused: one
  * GEMM accumulating onto the bias rows, weight used transposed without a copy. */
-wk_tensor *wk_linear(const wk_tensor *x, const wk_tensor *weight, const wk_tensor *bias);
+wk_tensor *wk_linear(wk_tensor *x, wk_tensor *weight, wk_tensor *bias);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,116 @@
-/* Views: new shapes and strides over the same storage. */
+/* Views: new shapes and strides over the same storage, and their backward. Each public
+ * view computes its result without recording anything, then records one node (alias
+ * records none: it is how wk_detach makes a tensor without a graph). */
 #include <string.h>
 
+#include "../autograd/node-impl.h"
 #include "tensor-impl.h"
+
+/* Give out (a view or copy of t) a node when t requires grad; out, or NULL after freeing
+ * it when the node cannot be made. params[0..nparams) go to the node's i[]. */
+static wk_tensor *record(wk_tensor *out, wk_tensor *t, const char *op, wki_backward_fn backward,
+                         const int64_t *params, int nparams)
+{
+    if (!out || !wki_grad_needed(1, (const wk_tensor *[]){t})) return out;
+    wki_node *n = wki_node_new(out, op, backward, 1, &t);
+    if (!n) {
+        wk_tensor_free(out);
+        return NULL;
+    }
+    for (int k = 0; k < nparams && k < WK_MAX_DIMS; k++)
+        n->i[k] = params[k];
+    return out;
+}
+
+/* view, reshape, flatten, squeeze, unsqueeze: the gradient is g in the input's shape. */
+static int reshape_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    grads[0] = wk_reshape(g, n->inputs[0]->shape, n->inputs[0]->ndim);
+    return grads[0] ? 0 : -1;
+}
+
+/* contiguous: the gradient passes through. */
+static int identity_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    (void)n;
+    grads[0] = g;
+    return 0;
+}
+
+static int transpose_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    grads[0] = wk_transpose(g, (int)n->i[0], (int)n->i[1]);
+    return grads[0] ? 0 : -1;
+}
+
+/* i[] holds the inverse permutation. */
+static int permute_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    int inv[WK_MAX_DIMS];
+    for (int k = 0; k < g->ndim; k++)
+        inv[k] = (int)n->i[k];
+    grads[0] = wk_permute(g, inv, g->ndim);
+    return grads[0] ? 0 : -1;
+}
+
+/* expand: summed over the broadcast dims. */
+static int expand_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    grads[0] = wki_sum_to_shape(g, n->inputs[0]->shape, n->inputs[0]->ndim);
+    return grads[0] ? 0 : -1;
+}
+
+/* The slice backward kernel: zeros of `in`'s shape with g written at elements start,
+ * start+step, ... of dim d (keep = false: select, g lacks dim d). Only what lies
+ * outside the slice is zeroed when step is 1. */
+static wk_tensor *slice_scatter_zeros(const wk_tensor *in, wk_tensor *g, int d, int64_t start,
+                                      int64_t step, bool keep)
+{
+    if (!wki_require_cpu("slice backward", g)) return NULL;
+    wk_tensor *out = wki_empty_on(in->shape, in->ndim, g->dtype, g->device);
+    if (!out) return NULL;
+    size_t es = wk_dtype_size(out->dtype);
+    int64_t O = wki_shape_numel(in->shape, d), S = in->shape[d];
+    int64_t I = wki_shape_numel(in->shape + d + 1, in->ndim - d - 1);
+    int64_t len = keep ? g->shape[d] : 1;
+    char *p = wk_data(out);
+    if (step != 1 || len == 0) {
+        memset(p, 0, (size_t)wk_numel(out) * es);
+    } else if (len < S) {
+        size_t row = (size_t)I * es, before = (size_t)start * row;
+        size_t after = (size_t)(S - start - len) * row;
+        int nt = wki_threads_for(O * (S - len) * I, 1 << 16);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (int64_t o = 0; o < O; o++) {
+            char *b = p + (size_t)o * (size_t)S * row;
+            memset(b, 0, before);
+            memset(b + before + (size_t)len * row, 0, after);
+        }
+    }
+    wk_tensor v = *out;
+    v.offset += start * out->strides[d];
+    v.strides[d] *= step;
+    v.shape[d] = len;
+    if (!keep) {
+        for (int k = d; k + 1 < v.ndim; k++) {
+            v.shape[k] = v.shape[k + 1];
+            v.strides[k] = v.strides[k + 1];
+        }
+        v.ndim--;
+    }
+    if (!wk_copy_(&v, g)) {
+        wk_tensor_free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* slice, narrow (keep, i = dim, start, step) and select (i[3] = 0). */
+static int slice_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
+{
+    grads[0] = slice_scatter_zeros(n->inputs[0], g, (int)n->i[0], n->i[1], n->i[2], n->i[3]);
+    return grads[0] ? 0 : -1;
+}
 
 /* Strides for viewing (shape, strides) as new_shape without a copy (ATen's
  * computeStride); false when the layout does not allow it. */
@@ -92,7 +201,7 @@ static wk_tensor *view_with(wk_tensor *t, const int64_t *shape, const int64_t *s
     return v;
 }
 
-wk_tensor *wk_view(wk_tensor *t, const int64_t *shape, int ndim)
+static wk_tensor *view_impl(wk_tensor *t, const int64_t *shape, int ndim)
 {
     if (!WKI_CHECK("view", t)) return NULL;
     int64_t s[WK_MAX_DIMS], st[WK_MAX_DIMS];
@@ -106,14 +215,16 @@ wk_tensor *wk_view(wk_tensor *t, const int64_t *shape, int ndim)
     return view_with(t, s, st, ndim);
 }
 
-wk_tensor *wk_reshape(wk_tensor *t, const int64_t *shape, int ndim)
+static wk_tensor *reshape_impl(wk_tensor *t, const int64_t *shape, int ndim)
 {
     if (!WKI_CHECK("reshape", t)) return NULL;
     int64_t s[WK_MAX_DIMS], st[WK_MAX_DIMS];
     if (!infer_shape("reshape", t, shape, ndim, s)) return NULL;
     if (view_strides(t->shape, t->strides, t->ndim, s, ndim, st))
         return view_with(t, s, st, ndim);
+    wk_no_grad_begin(); /* the copy is part of this op: one node, recorded by the caller */
     wk_tensor *c = wk_clone(t);
+    wk_no_grad_end();
     if (!c) return NULL;
     wki_contiguous_strides(s, ndim, st);
     wk_tensor *v = view_with(c, s, st, ndim);
@@ -121,7 +232,7 @@ wk_tensor *wk_reshape(wk_tensor *t, const int64_t *shape, int ndim)
     return v;
 }
 
-wk_tensor *wk_transpose(wk_tensor *t, int dim0, int dim1)
+static wk_tensor *transpose_impl(wk_tensor *t, int dim0, int dim1)
 {
     if (!WKI_CHECK("transpose", t)) return NULL;
     int a = wki_norm_dim("transpose", dim0, t->ndim);
@@ -137,7 +248,7 @@ wk_tensor *wk_transpose(wk_tensor *t, int dim0, int dim1)
     return v;
 }
 
-wk_tensor *wk_permute(wk_tensor *t, const int *dims, int ndims)
+static wk_tensor *permute_impl(wk_tensor *t, const int *dims, int ndims, int64_t *inverse)
 {
     if (!WKI_CHECK("permute", t)) return NULL;
     if (ndims != t->ndim || (ndims && !dims)) {
@@ -155,6 +266,7 @@ wk_tensor *wk_permute(wk_tensor *t, const int *dims, int ndims)
             return NULL;
         }
         seen[d] = true;
+        inverse[d] = i;
         s[i] = t->shape[d];
         st[i] = t->strides[d];
     }
@@ -173,7 +285,7 @@ static wk_tensor *drop_dim(wk_tensor *t, int d)
     return view_with(t, s, st, n);
 }
 
-wk_tensor *wk_squeeze(wk_tensor *t, int dim)
+static wk_tensor *squeeze_impl(wk_tensor *t, int dim)
 {
     if (!WKI_CHECK("squeeze", t)) return NULL;
     int d = wki_norm_dim("squeeze", dim, t->ndim);
@@ -182,7 +294,7 @@ wk_tensor *wk_squeeze(wk_tensor *t, int dim)
     return drop_dim(t, d);
 }
 
-wk_tensor *wk_squeeze_all(wk_tensor *t)
+static wk_tensor *squeeze_all_impl(wk_tensor *t)
 {
     if (!WKI_CHECK("squeeze", t)) return NULL;
     int64_t s[WK_MAX_DIMS], st[WK_MAX_DIMS];
@@ -195,7 +307,7 @@ wk_tensor *wk_squeeze_all(wk_tensor *t)
     return view_with(t, s, st, n);
 }
 
-wk_tensor *wk_unsqueeze(wk_tensor *t, int dim)
+static wk_tensor *unsqueeze_impl(wk_tensor *t, int dim)
 {
     if (!WKI_CHECK("unsqueeze", t)) return NULL;
     if (t->ndim >= WK_MAX_DIMS) {
@@ -217,7 +329,9 @@ wk_tensor *wk_unsqueeze(wk_tensor *t, int dim)
     return view_with(t, s, st, t->ndim + 1);
 }
 
-wk_tensor *wk_slice(wk_tensor *t, int dim, int64_t start, int64_t end, int64_t step)
+/* p gets what the backward needs: dim, clamped start, step, 1 (the dim is kept). */
+static wk_tensor *slice_impl(wk_tensor *t, int dim, int64_t start, int64_t end, int64_t step,
+                             int64_t *p)
 {
     if (!WKI_CHECK("slice", t)) return NULL;
     int d = wki_norm_dim("slice", dim, t->ndim);
@@ -240,10 +354,14 @@ wk_tensor *wk_slice(wk_tensor *t, int dim, int64_t start, int64_t end, int64_t s
     v->offset += start * t->strides[d];
     v->shape[d] = (end - start + step - 1) / step;
     v->strides[d] *= step;
+    p[0] = d;
+    p[1] = start;
+    p[2] = step;
+    p[3] = 1;
     return v;
 }
 
-wk_tensor *wk_narrow(wk_tensor *t, int dim, int64_t start, int64_t length)
+static wk_tensor *narrow_impl(wk_tensor *t, int dim, int64_t start, int64_t length, int64_t *p)
 {
     if (!WKI_CHECK("narrow", t)) return NULL;
     int d = wki_norm_dim("narrow", dim, t->ndim);
@@ -256,10 +374,10 @@ wk_tensor *wk_narrow(wk_tensor *t, int dim, int64_t start, int64_t length)
                      (long long)start, (long long)length, d, (long long)n);
         return NULL;
     }
-    return wk_slice(t, d, start, start + length, 1);
+    return slice_impl(t, d, start, start + length, 1, p);
 }
 
-wk_tensor *wk_select(wk_tensor *t, int dim, int64_t index)
+static wk_tensor *select_impl(wk_tensor *t, int dim, int64_t index, int64_t *p)
 {
     if (!WKI_CHECK("select", t)) return NULL;
     if (!t->ndim) {
@@ -277,10 +395,14 @@ wk_tensor *wk_select(wk_tensor *t, int dim, int64_t index)
     if (index < 0) index += n;
     wk_tensor *v = drop_dim(t, d);
     if (v) v->offset += index * t->strides[d];
+    p[0] = d;
+    p[1] = index;
+    p[2] = 1;
+    p[3] = 0;
     return v;
 }
 
-wk_tensor *wk_expand(wk_tensor *t, const int64_t *shape, int ndim)
+static wk_tensor *expand_impl(wk_tensor *t, const int64_t *shape, int ndim)
 {
     if (!WKI_CHECK("expand", t)) return NULL;
     if (ndim < t->ndim || ndim > WK_MAX_DIMS || (ndim && !shape)) {
@@ -316,10 +438,10 @@ wk_tensor *wk_expand(wk_tensor *t, const int64_t *shape, int ndim)
     return view_with(t, s, st, ndim);
 }
 
-wk_tensor *wk_flatten(wk_tensor *t, int start_dim, int end_dim)
+static wk_tensor *flatten_impl(wk_tensor *t, int start_dim, int end_dim)
 {
     if (!WKI_CHECK("flatten", t)) return NULL;
-    if (!t->ndim) return wk_reshape(t, WK_SHAPE(1));
+    if (!t->ndim) return reshape_impl(t, WK_SHAPE(1));
     int a = wki_norm_dim("flatten", start_dim, t->ndim);
     int b = a < 0 ? -1 : wki_norm_dim("flatten", end_dim, t->ndim);
     if (b < 0) return NULL;
@@ -337,13 +459,89 @@ wk_tensor *wk_flatten(wk_tensor *t, int start_dim, int end_dim)
     s[n++] = m;
     for (int i = b + 1; i < t->ndim; i++)
         s[n++] = t->shape[i];
-    return wk_reshape(t, s, n);
+    return reshape_impl(t, s, n);
+}
+
+/* ---- the public views: compute, then record ---- */
+
+wk_tensor *wk_view(wk_tensor *t, const int64_t *shape, int ndim)
+{
+    return record(view_impl(t, shape, ndim), t, "view", reshape_backward, NULL, 0);
+}
+
+wk_tensor *wk_reshape(wk_tensor *t, const int64_t *shape, int ndim)
+{
+    return record(reshape_impl(t, shape, ndim), t, "reshape", reshape_backward, NULL, 0);
+}
+
+wk_tensor *wk_transpose(wk_tensor *t, int dim0, int dim1)
+{
+    return record(transpose_impl(t, dim0, dim1), t, "transpose", transpose_backward,
+                  (const int64_t[]){dim0, dim1}, 2);
+}
+
+wk_tensor *wk_permute(wk_tensor *t, const int *dims, int ndims)
+{
+    int64_t inverse[WK_MAX_DIMS];
+    return record(permute_impl(t, dims, ndims, inverse), t, "permute", permute_backward,
+                  inverse, ndims);
+}
+
+wk_tensor *wk_squeeze(wk_tensor *t, int dim)
+{
+    return record(squeeze_impl(t, dim), t, "squeeze", reshape_backward, NULL, 0);
+}
+
+wk_tensor *wk_squeeze_all(wk_tensor *t)
+{
+    return record(squeeze_all_impl(t), t, "squeeze", reshape_backward, NULL, 0);
+}
+
+wk_tensor *wk_unsqueeze(wk_tensor *t, int dim)
+{
+    return record(unsqueeze_impl(t, dim), t, "unsqueeze", reshape_backward, NULL, 0);
+}
+
+wk_tensor *wk_slice(wk_tensor *t, int dim, int64_t start, int64_t end, int64_t step)
+{
+    int64_t p[4];
+    return record(slice_impl(t, dim, start, end, step, p), t, "slice", slice_backward, p, 4);
+}
+
+wk_tensor *wk_narrow(wk_tensor *t, int dim, int64_t start, int64_t length)
+{
+    int64_t p[4];
+    return record(narrow_impl(t, dim, start, length, p), t, "narrow", slice_backward, p, 4);
+}
+
+wk_tensor *wk_select(wk_tensor *t, int dim, int64_t index)
+{
+    int64_t p[4];
+    return record(select_impl(t, dim, index, p), t, "select", slice_backward, p, 4);
+}
+
+wk_tensor *wk_expand(wk_tensor *t, const int64_t *shape, int ndim)
+{
+    return record(expand_impl(t, shape, ndim), t, "expand", expand_backward, NULL, 0);
+}
+
+wk_tensor *wk_flatten(wk_tensor *t, int start_dim, int end_dim)
+{
+    return record(flatten_impl(t, start_dim, end_dim), t, "flatten", reshape_backward, NULL, 0);
 }
 
 wk_tensor *wk_contiguous(wk_tensor *t)
 {
     if (!WKI_CHECK("contiguous", t)) return NULL;
-    return wk_is_contiguous(t) ? wki_tensor_view_of(t) : wk_clone(t);
+    wk_tensor *out;
+    if (wk_is_contiguous(t)) {
+        out = wki_tensor_view_of(t);
+    } else {
+        wk_no_grad_begin();
+        out = wk_clone(t);
+        wk_no_grad_end();
+    }
+    return record(out, t, "contiguous", identity_backward, NULL, 0);
 }
 
 wk_tensor *wk_alias(wk_tensor *t)

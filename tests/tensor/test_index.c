@@ -230,6 +230,78 @@ Test(index, scatter_add_strided_matches_loop_and_is_deterministic)
 
 /* ---- masked_fill ---- */
 
+Test(index, index_add_by_hand)
+{
+    wk_tensor *x = tu_f32(WK_SHAPE(3, 2), 1, 2, 3, 4, 5, 6);
+    wk_tensor *src = tu_f32(WK_SHAPE(4, 2), 10, 20, 30, 40, 50, 60, 70, 80);
+    wk_tensor *r = wk_index_add(x, 0, tu_i64(WK_SHAPE(4), 2, 0, 2, 2), src);
+    expect_shape(r, 3, 2);
+    expect_values(r, 0, 31, 42, 3, 4, 135, 166);
+    expect_values(x, 0, 1, 2, 3, 4, 5, 6); /* out of place */
+    /* dim 1 (last), int32 index, int64 values */
+    wk_tensor *xi = tu_i64(WK_SHAPE(2, 3), 0, 0, 0, 1, 1, 1);
+    r = wk_index_add(xi, -1, tu_i32(WK_SHAPE(2), 1, 1), tu_i64(WK_SHAPE(2, 2), 1, 2, 3, 4));
+    expect_values(r, 0, 0, 3, 0, 1, 8, 1);
+    /* 0-d index: one slice */
+    r = wk_index_add(x, 1, wk_squeeze_all(tu_i64(WK_SHAPE(1), 1)), tu_f32(WK_SHAPE(3, 1), 1, 1, 1));
+    expect_values(r, 0, 1, 3, 3, 5, 5, 7);
+    /* empty index: a copy */
+    r = wk_index_add(x, 0, wk_empty(WK_SHAPE(0), WK_DTYPE_I64),
+                     wk_empty(WK_SHAPE(0, 2), WK_DTYPE_F32));
+    expect_values(r, 0, 1, 2, 3, 4, 5, 6);
+    /* zero-size x outside dim */
+    r = wk_index_add(wk_empty(WK_SHAPE(3, 0), WK_DTYPE_F64), 0, tu_i64(WK_SHAPE(2), 0, 2),
+                     wk_empty(WK_SHAPE(2, 0), WK_DTYPE_F64));
+    expect_shape(r, 3, 0);
+}
+
+Test(index, index_add_strided_large_matches_loop)
+{
+    /* 3-d, each dim, strided x and src, many repeats; large enough for the threads */
+    for (int dim = 0; dim < 3; dim++) {
+        int64_t xs[3] = {40, 30, 50}, ss[3] = {40, 30, 50};
+        ss[dim] = 300;
+        wk_tensor *x = wk_permute(IOTA(WK_DTYPE_F64, xs[2], xs[0], xs[1]), WK_DIMS(1, 2, 0));
+        wk_tensor *sb = IOTA(WK_DTYPE_F64, ss[1], ss[2], ss[0]);
+        for (int64_t i = 0; i < wk_numel(sb); i++) ((double *)wk_data(sb))[i] *= 0.37;
+        wk_tensor *src = wk_permute(sb, WK_DIMS(2, 0, 1));
+        wk_tensor *idx = rand_index(WK_SHAPE(300), xs[dim], 40 + dim);
+        wk_tensor *r = wk_index_add(x, dim, idx, src);
+        cr_assert_not_null(r, "%s", wk_last_error());
+        int64_t n = 40 * 30 * 50;
+        double *want = malloc((size_t)n * sizeof *want);
+        for (int64_t i = 0; i < n; i++) want[i] = tu_at(x, i);
+        for (int64_t i = 0; i < wk_numel(src); i++) {
+            int64_t ii[3];
+            unravel(ss, 3, i, ii);
+            double v = wk_get(src, ii);
+            ii[dim] = ((int64_t *)wk_data(idx))[ii[dim]];
+            want[(ii[0] * 30 + ii[1]) * 50 + ii[2]] += v;
+        }
+        for (int64_t i = 0; i < n; i++)
+            cr_assert_float_eq(tu_at(r, i), want[i], 1e-9 * (1 + fabs(want[i])), "dim %d [%lld]",
+                               dim, (long long)i);
+        free(want);
+    }
+    /* the sums run in index order whatever the thread count: bit-identical */
+    wk_tensor *x = wk_zeros(WK_SHAPE(7, 1001), WK_DTYPE_F32);
+    wk_tensor *src = wk_randn(WK_SHAPE(5000, 1001), WK_DTYPE_F32, NULL);
+    wk_tensor *idx = rand_index(WK_SHAPE(5000), 7, 3);
+    wk_set_num_threads(1);
+    wk_tensor *r1 = wk_index_add(x, 0, idx, src);
+    wk_set_num_threads(2);
+    wk_tensor *r2 = wk_index_add(x, 0, idx, src);
+    wk_set_num_threads(0);
+    cr_assert_eq(memcmp(wk_data(r1), wk_data(r2), 7 * 1001 * sizeof(float)), 0);
+    float *p = wk_data(r1);
+    for (int64_t c = 0; c < 1001; c += 97) {
+        float want = 0; /* the same order as the kernel: index order */
+        for (int64_t i = 0; i < 5000; i++)
+            if (((int64_t *)wk_data(idx))[i] == 4) want += ((float *)wk_data(src))[i * 1001 + c];
+        cr_assert_eq(p[4 * 1001 + c], want, "column %lld", (long long)c);
+    }
+}
+
 Test(index, masked_fill_broadcasts)
 {
     wk_tensor *x = tu_f32(WK_SHAPE(2, 3), 1, 2, 3, 4, 5, 6);
@@ -270,23 +342,23 @@ Test(index, cat_by_hand_and_strided)
 {
     wk_tensor *a = tu_f32(WK_SHAPE(2, 2), 1, 2, 3, 4);
     wk_tensor *b = tu_f32(WK_SHAPE(1, 2), 5, 6);
-    wk_tensor *r = wk_cat((const wk_tensor *[]){a, b}, 2, 0);
+    wk_tensor *r = wk_cat((wk_tensor *[]){a, b}, 2, 0);
     expect_shape(r, 3, 2);
     expect_values(r, 0, 1, 2, 3, 4, 5, 6);
     wk_tensor *c = tu_f32(WK_SHAPE(2, 1), 7, 8);
-    r = wk_cat((const wk_tensor *[]){a, c, wk_transpose(a, 0, 1)}, 3, -1);
+    r = wk_cat((wk_tensor *[]){a, c, wk_transpose(a, 0, 1)}, 3, -1);
     expect_shape(r, 2, 5);
     expect_values(r, 0, 1, 2, 7, 1, 3, 3, 4, 8, 2, 4);
     /* empty pieces, a single tensor, expanded inputs */
     wk_tensor *e = wk_empty(WK_SHAPE(0, 2), WK_DTYPE_F32);
-    r = wk_cat((const wk_tensor *[]){e, b, e}, 3, 0);
+    r = wk_cat((wk_tensor *[]){e, b, e}, 3, 0);
     expect_values(r, 0, 5, 6);
-    expect_values(wk_cat((const wk_tensor *[]){a}, 1, 1), 0, 1, 2, 3, 4);
+    expect_values(wk_cat((wk_tensor *[]){a}, 1, 1), 0, 1, 2, 3, 4);
     wk_tensor *ex = wk_expand(tu_f32(WK_SHAPE(1, 1), 9), WK_SHAPE(2, 3));
-    expect_values(wk_cat((const wk_tensor *[]){ex, a}, 2, 1), 0, 9, 9, 9, 1, 2, 9, 9, 9, 3, 4);
+    expect_values(wk_cat((wk_tensor *[]){ex, a}, 2, 1), 0, 9, 9, 9, 1, 2, 9, 9, 9, 3, 4);
     for (int d = 0; d < WK_DTYPE_COUNT; d++) {
         wk_tensor *x = IOTA((wk_dtype)d, 2, 3);
-        wk_tensor *y = wk_cat((const wk_tensor *[]){x, x}, 2, 1);
+        wk_tensor *y = wk_cat((wk_tensor *[]){x, x}, 2, 1);
         cr_assert_not_null(y, "%s: %s", wk_dtype_name(d), wk_last_error());
         for (int64_t i = 0; i < 12; i++)
             cr_assert_eq(tu_at(y, i), tu_at(x, (i / 6) * 3 + i % 3), "%s", wk_dtype_name(d));
@@ -294,28 +366,28 @@ Test(index, cat_by_hand_and_strided)
     /* large: two halves of a big matrix joined back */
     wk_tensor *big = IOTA(WK_DTYPE_F64, 1000, 1001);
     wk_tensor *l = wk_narrow(big, 1, 0, 400), *rr = wk_narrow(big, 1, 400, 601);
-    expect_same(wk_cat((const wk_tensor *[]){l, rr}, 2, 1), big, "rejoined");
+    expect_same(wk_cat((wk_tensor *[]){l, rr}, 2, 1), big, "rejoined");
 }
 
 Test(index, stack_by_hand)
 {
     wk_tensor *a = tu_f32(WK_SHAPE(2), 1, 2), *b = tu_f32(WK_SHAPE(2), 3, 4);
-    wk_tensor *r = wk_stack((const wk_tensor *[]){a, b}, 2, 0);
+    wk_tensor *r = wk_stack((wk_tensor *[]){a, b}, 2, 0);
     expect_shape(r, 2, 2);
     expect_values(r, 0, 1, 2, 3, 4);
-    r = wk_stack((const wk_tensor *[]){a, b, a}, 3, -1);
+    r = wk_stack((wk_tensor *[]){a, b, a}, 3, -1);
     expect_shape(r, 2, 3);
     expect_values(r, 0, 1, 3, 1, 2, 4, 2);
     wk_tensor *s = wk_squeeze_all(tu_f64(WK_SHAPE(1), 5));
-    r = wk_stack((const wk_tensor *[]){s, s}, 2, 0);
+    r = wk_stack((wk_tensor *[]){s, s}, 2, 0);
     expect_shape(r, 2);
     expect_values(r, 0, 5, 5);
     wk_tensor *m = tu_f32(WK_SHAPE(2, 3), 1, 2, 3, 4, 5, 6);
-    r = wk_stack((const wk_tensor *[]){m, wk_transpose(wk_transpose(m, 0, 1), 0, 1)}, 2, 1);
+    r = wk_stack((wk_tensor *[]){m, wk_transpose(wk_transpose(m, 0, 1), 0, 1)}, 2, 1);
     expect_shape(r, 2, 2, 3);
     expect_values(r, 0, 1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6);
     wk_tensor *mt = wk_contiguous(wk_transpose(m, 0, 1));
-    r = wk_stack((const wk_tensor *[]){wk_transpose(m, 0, 1), mt}, 2, 2);
+    r = wk_stack((wk_tensor *[]){wk_transpose(m, 0, 1), mt}, 2, 2);
     expect_shape(r, 3, 2, 2);
     expect_values(r, 0, 1, 1, 4, 4, 2, 2, 5, 5, 3, 3, 6, 6);
 }
@@ -432,6 +504,28 @@ Test(index, errors)
     expect_error(wk_scatter_add(x, 1, tu_i64(WK_SHAPE(1), 0), src),
                  "scatter_add: input [2, 5], index [1] and src [2, 5] must have the same "
                  "number of dims");
+    /* index_add */
+    expect_error(wk_index_add(x, 0, tu_i64(WK_SHAPE(2), 0, 2), src),
+                 "index_add: index 2 is out of range for dim 0 of size 2");
+    expect_error(wk_index_add(x, 0, tu_i64(WK_SHAPE(1, 2), 0, 1), src),
+                 "index_add: index must be 1-d, got shape [1, 2]");
+    expect_error(wk_index_add(x, 0, tu_i64(WK_SHAPE(3), 0, 1, 1), src),
+                 "index_add: src shape [2, 5] does not match input shape [2, 5] with dim 0 "
+                 "resized to the index length 3");
+    expect_error(wk_index_add(x, 1, tu_i64(WK_SHAPE(5), 0, 1, 1, 0, 0), IOTA(WK_DTYPE_F32, 5)),
+                 "index_add: src shape [5] does not match");
+    expect_error(wk_index_add(x, 0, tu_i64(WK_SHAPE(2), 0, 1), IOTA(WK_DTYPE_F64, 2, 5)),
+                 "index_add: dtypes float32 (input) and float64 (src) differ");
+    expect_error(wk_index_add(bx, 0, tu_i64(WK_SHAPE(2), 0, 1), bx),
+                 "index_add: dtype bool is not supported");
+    expect_error(wk_index_add(hx, 0, tu_i64(WK_SHAPE(2), 0, 1), hx),
+                 "index_add: float16 is a storage type");
+    expect_error(wk_index_add(x, 0, tu_f32(WK_SHAPE(2), 0, 1), src),
+                 "index_add: index must be int64 or int32, got float32");
+    expect_error(wk_index_add(s, 0, tu_i64(WK_SHAPE(1), 0), s),
+                 "index_add: expected an input with at least 1 dim");
+    expect_error(wk_index_add(x, 0, tu_i64(WK_SHAPE(2), 0, 1), NULL),
+                 "index_add: input 2 is NULL");
     expect_values(x, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9); /* never written */
     /* masked_fill */
     expect_error(wk_masked_fill(x, wk_to_dtype(IOTA(WK_DTYPE_BOOL, 5), WK_DTYPE_U8), 0),
@@ -440,23 +534,23 @@ Test(index, errors)
                  "masked_fill: shapes [2, 5] and [3] are not broadcastable");
     /* cat and stack */
     wk_tensor *y = IOTA(WK_DTYPE_F32, 3, 5);
-    expect_error(wk_cat((const wk_tensor *[]){x, y}, 2, 1),
+    expect_error(wk_cat((wk_tensor *[]){x, y}, 2, 1),
                  "cat: shapes [2, 5] (tensor 0) and [3, 5] (tensor 1) differ outside dim 1");
-    expect_error(wk_cat((const wk_tensor *[]){x, IOTA(WK_DTYPE_F64, 2, 5)}, 2, 0),
+    expect_error(wk_cat((wk_tensor *[]){x, IOTA(WK_DTYPE_F64, 2, 5)}, 2, 0),
                  "cat: dtypes float32 (tensor 0) and float64 (tensor 1) differ");
-    expect_error(wk_cat((const wk_tensor *[]){x, IOTA(WK_DTYPE_F32, 10)}, 2, 0),
+    expect_error(wk_cat((wk_tensor *[]){x, IOTA(WK_DTYPE_F32, 10)}, 2, 0),
                  "cat: shapes [2, 5] (tensor 0) and [10] (tensor 1) have different numbers "
                  "of dims");
-    expect_error(wk_cat((const wk_tensor *[]){s, s}, 2, 0), "cat: tensor 0 is 0-d");
-    expect_error(wk_cat((const wk_tensor *[]){x}, 0, 0), "cat: expected at least one tensor");
+    expect_error(wk_cat((wk_tensor *[]){s, s}, 2, 0), "cat: tensor 0 is 0-d");
+    expect_error(wk_cat((wk_tensor *[]){x}, 0, 0), "cat: expected at least one tensor");
     expect_error(wk_cat(NULL, 2, 0), "cat: expected at least one tensor");
-    expect_error(wk_cat((const wk_tensor *[]){x, y}, 2, 2),
+    expect_error(wk_cat((wk_tensor *[]){x, y}, 2, 2),
                  "cat: dim 2 is out of range for a 2-d tensor");
-    expect_error(wk_stack((const wk_tensor *[]){x, y}, 2, 0),
+    expect_error(wk_stack((wk_tensor *[]){x, y}, 2, 0),
                  "stack: shapes [2, 5] (tensor 0) and [3, 5] (tensor 1) differ");
-    expect_error(wk_stack((const wk_tensor *[]){x, wk_to_dtype(x, WK_DTYPE_I64)}, 2, 0),
+    expect_error(wk_stack((wk_tensor *[]){x, wk_to_dtype(x, WK_DTYPE_I64)}, 2, 0),
                  "stack: dtypes float32 (tensor 0) and int64 (tensor 1) differ");
-    expect_error(wk_stack((const wk_tensor *[]){x, x}, 2, 3),
+    expect_error(wk_stack((wk_tensor *[]){x, x}, 2, 3),
                  "stack: dim 3 is out of range for a 3-d tensor");
     /* one_hot */
     expect_error(wk_one_hot(tu_i64(WK_SHAPE(2), 1, 3), 3),
@@ -498,9 +592,9 @@ Test(index, errors)
     wk_clear_error();
     cr_assert_null(wk_gather(x, 0, NULL));
     cr_assert_str_eq(wk_last_error(), "gather: input 1 is NULL");
-    cr_assert_null(wk_cat((const wk_tensor *[]){x, NULL}, 2, 0));
+    cr_assert_null(wk_cat((wk_tensor *[]){x, NULL}, 2, 0));
     cr_assert_str_eq(wk_last_error(), "gather: input 1 is NULL"); /* first message kept */
     wk_clear_error();
-    cr_assert_null(wk_cat((const wk_tensor *[]){x, NULL}, 2, 0));
+    cr_assert_null(wk_cat((wk_tensor *[]){x, NULL}, 2, 0));
     cr_assert_str_eq(wk_last_error(), "cat: input 1 is NULL");
 }

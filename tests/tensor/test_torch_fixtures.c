@@ -39,8 +39,6 @@ static int dims_of(const cJSON *p, int *dims)
     return n;
 }
 
-static wk_tensor *matmul(wk_tensor *a, wk_tensor *b) { return wk_matmul(a, b); }
-
 /* wick's result for one case, or NULL when the op is unknown (the test then fails). */
 static wk_tensor *compute(const char *c, const cJSON *p)
 {
@@ -55,7 +53,7 @@ static wk_tensor *compute(const char *c, const cJSON *p)
     static const struct {
         const char *name;
         wk_tensor *(*fn)(wk_tensor *, wk_tensor *);
-    } binary[] = {{"add", wk_add}, {"mul", wk_mul}, {"div", wk_div}, {"matmul", matmul}};
+    } binary[] = {{"add", wk_add}, {"mul", wk_mul}, {"div", wk_div}, {"matmul", wk_matmul}};
     static const struct {
         const char *name;
         wk_tensor *(*fn)(wk_tensor *);
@@ -104,7 +102,7 @@ static wk_tensor *compute(const char *c, const cJSON *p)
             if (!t) break;
             ts[n++] = t;
         }
-        return wk_cat((const wk_tensor *const *)ts, n, dim);
+        return wk_cat(ts, n, dim);
     }
     return NULL;
 }
