@@ -43,7 +43,10 @@ static const char *const adam_slots[] = {
     [EXP_AVG] = "exp_avg", [EXP_AVG_SQ] = "exp_avg_sq", [MAX_EXP_AVG_SQ] = "max_exp_avg_sq"};
 _Static_assert(sizeof adam_slots / sizeof adam_slots[0] == NSLOTS, "adam slots table");
 
-static bool adam_slot_used(const double *hp, int s) { return s != MAX_EXP_AVG_SQ || hp[AMSGRAD] != 0; }
+static bool adam_slot_used(const double *hp, int s)
+{
+    return s != MAX_EXP_AVG_SQ || hp[AMSGRAD] != 0;
+}
 static double adam_slot_init(const double *hp, int s) { (void)hp, (void)s; return 0; }
 
 /* How weight decay enters: not at all, added to the grad (Adam), or decoupled (AdamW). */
@@ -111,8 +114,15 @@ static void adam_update(const wki_optim_job *j, int64_t lo, int64_t hi, bool dec
     else ADAM_DISPATCH(double);
 }
 
-static void adam_cpu(const wki_optim_job *j, int64_t lo, int64_t hi) { adam_update(j, lo, hi, false); }
-static void adamw_cpu(const wki_optim_job *j, int64_t lo, int64_t hi) { adam_update(j, lo, hi, true); }
+static void adam_cpu(const wki_optim_job *j, int64_t lo, int64_t hi)
+{
+    adam_update(j, lo, hi, false);
+}
+
+static void adamw_cpu(const wki_optim_job *j, int64_t lo, int64_t hi)
+{
+    adam_update(j, lo, hi, true);
+}
 
 const wki_optim_algo wki_adam_algo = {
     .name = "Adam",

@@ -237,7 +237,8 @@ int wk_ema_state_save(const wk_ema *e, const char *prefix, wk_named_tensor **ite
 {
     const char *op = "ema_state_save";
     if (!e || !items || !count || !json) {
-        wk_set_error("%s: %s is NULL", op, !e ? "EMA" : !items ? "items" : !count ? "count" : "json");
+        wk_set_error("%s: %s is NULL", op,
+                     !e ? "EMA" : !items ? "items" : !count ? "count" : "json");
         return -1;
     }
     if (e->swapped_in) {

@@ -823,7 +823,8 @@ static cJSON *state_json(const wk_optimizer *opt)
                   *slots = cJSON_CreateArray();
             if (gr->names) cJSON_AddStringToObject(jp, "name", gr->names[i]);
             else cJSON_AddNullToObject(jp, "name");
-            for (int d = 0; d < p->ndim; d++) cJSON_AddItemToArray(shape, json_num((double)p->shape[d]));
+            for (int d = 0; d < p->ndim; d++)
+                cJSON_AddItemToArray(shape, json_num((double)p->shape[d]));
             cJSON_AddItemToObject(jp, "shape", shape);
             cJSON_AddStringToObject(jp, "dtype", wk_dtype_name(p->dtype));
             cJSON_AddItemToObject(jp, "step", json_num((double)st->step));
@@ -844,7 +845,8 @@ int wk_optimizer_state_save(const wk_optimizer *opt, const char *prefix,
 {
     const char *op = "optimizer_state_save";
     if (!opt || !items || !count || !json) {
-        wk_set_error("%s: %s is NULL", op, !opt ? "optimizer" : !items ? "items" : !count ? "count" : "json");
+        wk_set_error("%s: %s is NULL", op,
+                     !opt ? "optimizer" : !items ? "items" : !count ? "count" : "json");
         return -1;
     }
     if (!prefix) prefix = "";
@@ -954,7 +956,8 @@ static void check_group(const wk_optimizer *opt, int g, const cJSON *jg, const w
     for (const cJSON *v = jhp ? jhp->child : NULL; v; v = v->next) {
         bool known = false;
         for (int k = 0; k < a->nhparams; k++) known |= strcmp(v->string, a->hparams[k].name) == 0;
-        if (!known) problem(pr, "group %d: unknown hyper-parameter \"%s\" for %s", g, v->string, a->name);
+        if (!known)
+            problem(pr, "group %d: unknown hyper-parameter \"%s\" for %s", g, v->string, a->name);
     }
     if (a->check && a->check(hp)) problem(pr, "group %d: %s", g, a->check(hp));
     const cJSON *jps = cJSON_GetObjectItemCaseSensitive(jg, "params");
@@ -974,7 +977,8 @@ static void check_group(const wk_optimizer *opt, int g, const cJSON *jg, const w
         const cJSON *jslots = cJSON_GetObjectItemCaseSensitive(jp, "slots");
         /* the parameter's tensors are accounted for even when it does not match */
         for (const cJSON *js = cJSON_IsArray(jslots) ? jslots->child : NULL; js; js = js->next) {
-            char *name = cJSON_IsString(js) ? slot_name(prefix, fname, g, i, js->valuestring) : NULL;
+            char *name =
+                cJSON_IsString(js) ? slot_name(prefix, fname, g, i, js->valuestring) : NULL;
             for (int k = 0; name && k < st->count; k++)
                 if (strcmp(st->items[k].name, name) == 0) used[k] = true;
             free(name);
@@ -992,7 +996,8 @@ static void check_group(const wk_optimizer *opt, int g, const cJSON *jg, const w
             shape_ok &= json_get_int(x, 0, INT64_MAX, &v) && v == p->shape[d];
         }
         const cJSON *jdt = cJSON_GetObjectItemCaseSensitive(jp, "dtype");
-        bool dtype_ok = cJSON_IsString(jdt) && strcmp(jdt->valuestring, wk_dtype_name(p->dtype)) == 0;
+        bool dtype_ok =
+            cJSON_IsString(jdt) && strcmp(jdt->valuestring, wk_dtype_name(p->dtype)) == 0;
         if (!shape_ok || !dtype_ok) {
             char *js = cJSON_PrintUnformatted(jshape);
             problem(pr, "%s: state has %s %s, optimizer has %s", who,
@@ -1082,8 +1087,8 @@ int wk_optimizer_state_load(wk_optimizer *opt, const wk_safetensors *st, const c
         problem(&pr, "accumulation missing or invalid");
     int ng = cJSON_GetArraySize(groups);
     if (!cJSON_IsArray(groups) || ng != opt->ngroups) {
-        problem(&pr, "state has %d parameter groups, optimizer has %d", cJSON_IsArray(groups) ? ng : 0,
-                opt->ngroups);
+        problem(&pr, "state has %d parameter groups, optimizer has %d",
+                cJSON_IsArray(groups) ? ng : 0, opt->ngroups);
     } else {
         int g = 0;
         for (const cJSON *jg = groups->child; jg; jg = jg->next, g++)

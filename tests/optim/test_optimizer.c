@@ -163,7 +163,8 @@ static double run_case(const char *name, const char *spec)
     wk_named_tensor *items = NULL;
     int nitems = 0;
     char *json = NULL;
-    cr_assert_eq(wk_optimizer_state_save(opt, "", &items, &nitems, &json), 0, "%s", wk_last_error());
+    cr_assert_eq(wk_optimizer_state_save(opt, "", &items, &nitems, &json), 0, "%s",
+                 wk_last_error());
     int nfixture = 0;
     for (int k = 0; k < fixtures.count; k++) {
         char pre[128];
@@ -188,7 +189,8 @@ static double run_case(const char *name, const char *spec)
         const cJSON *jg = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "groups"), where_g[i]);
         const cJSON *jp = cJSON_GetArrayItem(cJSON_GetObjectItem(jg, "params"), where_i[i]);
         cr_assert_eq(cJSON_GetObjectItem(jp, "step")->valueint,
-                     cJSON_GetArrayItem(counts, i)->valueint, "%s: step count of param %d", name, i);
+                     cJSON_GetArrayItem(counts, i)->valueint, "%s: step count of param %d", name,
+                     i);
     }
     cJSON_Delete(st);
     for (int k = 0; k < nitems; k++) free(items[k].name);
@@ -213,7 +215,8 @@ Test(optimizer, matches_torch_fixtures_step_by_step)
         seen[type_of(cJSON_GetObjectItem(s, "type")->valuestring)] = true;
         cJSON_Delete(s);
         double worst = run_case(c->valuestring, spec);
-        if (getenv("WK_TEST_VERBOSE")) fprintf(stderr, "%-32s max rel err %.3g\n", c->valuestring, worst);
+        if (getenv("WK_TEST_VERBOSE"))
+            fprintf(stderr, "%-32s max rel err %.3g\n", c->valuestring, worst);
     }
     cr_assert_geq(n, 20);
     for (int t = 0; t < WK_OPTIM_COUNT; t++) cr_assert(seen[t], "no fixture for type %d", t);
@@ -271,7 +274,8 @@ Test(optimizer, defaults_and_hparam_access)
     } defaults[] = {
         {WK_OPTIM_ADAM, 1e-3, "weight_decay", 0},  {WK_OPTIM_RMSPROP, 1e-2, "alpha", 0.99},
         {WK_OPTIM_RMSPROP, 1e-2, "eps", 1e-8},     {WK_OPTIM_ADAGRAD, 1e-2, "eps", 1e-10},
-        {WK_OPTIM_ADAGRAD, 1e-2, "lr_decay", 0},   {WK_OPTIM_ADAGRAD, 1e-2, "initial_accumulator_value", 0},
+        {WK_OPTIM_ADAGRAD, 1e-2, "lr_decay", 0},
+        {WK_OPTIM_ADAGRAD, 1e-2, "initial_accumulator_value", 0},
     };
     for (size_t k = 0; k < sizeof defaults / sizeof defaults[0]; k++) {
         wk_param_group g = {.params = &w, .nparams = 1};
@@ -480,7 +484,8 @@ Test(optimizer, large_odd_tensor_matches_reference_for_any_thread_count)
     wk_set_num_threads(0);
     cr_assert_eq(memcmp(wk_data(results[0]), wk_data(results[1]), (size_t)N * 4), 0,
                  "1 and 2 threads must give identical bits");
-    double *p = malloc(sizeof(double) * (size_t)N), *m = calloc((size_t)N, 8), *v = calloc((size_t)N, 8);
+    double *p = malloc(sizeof(double) * (size_t)N);
+    double *m = calloc((size_t)N, 8), *v = calloc((size_t)N, 8);
     const float *pi = wk_data(init), *pr = wk_data(results[0]);
     for (int64_t i = 0; i < N; i++) p[i] = pi[i];
     for (int k = 0; k < 3; k++)
@@ -612,7 +617,8 @@ Test(optimizer, accumulation_equals_one_big_batch)
     for (int i = 0; i < ROWS * F; i++) x[i] = sin(0.7 * i + 0.3);
     for (int r = 0; r < ROWS; r++) y[r] = cos(1.3 * r);
     for (int type = 0; type < 2; type++) {
-        const wk_hparam *opts = type ? WK_HPARAMS({"lr", 0.05}) : WK_HPARAMS({"lr", 0.1}, {"momentum", 0.9});
+        const wk_hparam *opts =
+            type ? WK_HPARAMS({"lr", 0.05}) : WK_HPARAMS({"lr", 0.1}, {"momentum", 0.9});
         wk_tensor *wa = leaf(wk_full(WK_SHAPE(F), 0.5, WK_DTYPE_F64));
         wk_tensor *wb = leaf(wk_clone(wa));
         wk_optimizer *a = type ? wk_adam_new(&wa, 1, opts) : wk_sgd_new(&wa, 1, opts);
@@ -719,7 +725,8 @@ Test(optimizer, state_round_trip_is_bit_identical)
             wk_manual_seed(11);
             wk_tensor *ps[3], *qs[3], *grads[30];
             make_params(ps);
-            for (int k = 0; k < 30; k++) grads[k] = wk_randn(ps[k % 3]->shape, ps[k % 3]->ndim, WK_DTYPE_F32, NULL);
+            for (int k = 0; k < 30; k++)
+                grads[k] = wk_randn(ps[k % 3]->shape, ps[k % 3]->ndim, WK_DTYPE_F32, NULL);
             for (int i = 0; i < 3; i++) qs[i] = leaf(wk_clone(ps[i]));
             wk_optimizer *a = build((wk_optim_type)type, ps, named);
             wk_optimizer *b = build((wk_optim_type)type, qs, named);
@@ -797,7 +804,8 @@ Test(optimizer, state_load_reports_mismatches_and_changes_nothing)
               "%s", wk_last_error());
     cr_assert_eq(wk_optimizer_get_lr(b, 0), 0.123, "unchanged after a failed load");
     cr_assert_eq(wk_optimizer_state_load(b, &st, "other.", json), -1);
-    cr_assert(strstr(wk_last_error(), "missing \"other.enc.weight.exp_avg\""), "%s", wk_last_error());
+    cr_assert(strstr(wk_last_error(), "missing \"other.enc.weight.exp_avg\""), "%s",
+              wk_last_error());
     wk_optimizer_free(b);
 
     /* right optimizer, but a tensor missing and an extra one under the prefix */
