@@ -31,7 +31,8 @@
  * The updates are torch 1.13's single-tensor formulas, computed in the parameters' dtype
  * (float32 or float64) in torch's order of operations, in one fused pass per parameter
  * (Adam: reads p, g, m, v and writes p, m, v once), split across threads in fixed chunks:
- * the result does not depend on the thread count.
+ * the result does not depend on the thread count. They agree with torch to about 1e-7 of
+ * the parameters' magnitude in float32 (torch's AVX2 kernels fuse some multiply-adds).
  *
  * The optimizer borrows the parameter tensors (they must outlive it, stay contiguous and
  * be leaves) and owns its state (moments, step counts). Learning rates live in the
