@@ -30,7 +30,11 @@ static void set_grad(wk_tensor *p, const wk_tensor *g)
     }
 }
 
-static wk_tensor *leaf(wk_tensor *t) { return wk_requires_grad_(t, true); }
+/* A new leaf requiring grad (made from another tensor's values: no graph). */
+static wk_tensor *leaf(wk_tensor *t)
+{
+    return wk_requires_grad_(t && t->grad_fn ? wk_detach(t) : t, true);
+}
 
 /* Largest |a - b| / (|b| + tiny) over two same-shape tensors. */
 static double max_rel_err(const wk_tensor *a, const wk_tensor *b, double *max_abs)
@@ -331,8 +335,10 @@ Test(optimizer, construction_errors)
     expect_new_error(wk_optimizer_new(WK_OPTIM_COUNT, NULL, 0, NULL), "is not a wk_optim_type");
     expect_new_error(wk_optimizer_new(WK_OPTIM_ADAM, NULL, 0, NULL),
                      "expected at least one parameter group");
-    wk_tensor *t = wk_transpose(leaf(wk_zeros(WK_SHAPE(2, 3), WK_DTYPE_F32)), 0, 1);
+    wk_tensor *t = leaf(wk_transpose(wk_zeros(WK_SHAPE(2, 3), WK_DTYPE_F32), 0, 1));
     expect_new_error(wk_adam_new(&t, 1, NULL), "is not contiguous");
+    wk_tensor *nl = wk_transpose(leaf(wk_zeros(WK_SHAPE(2, 3), WK_DTYPE_F32)), 0, 1);
+    expect_new_error(wk_adam_new(&nl, 1, NULL), "is not a leaf");
     wk_tensor *i64 = wk_zeros(WK_SHAPE(3), WK_DTYPE_I64);
     expect_new_error(wk_adam_new(&i64, 1, NULL), "is int64, expected a float32 or float64 tensor");
     wk_tensor *h = wk_to_dtype(wk_zeros(WK_SHAPE(3), WK_DTYPE_F32), WK_DTYPE_BF16);
