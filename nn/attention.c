@@ -125,8 +125,14 @@ static inline float vexpf(float x)
             const T *m = (const T *)pm;                                                   \
             for (int64_t j = 0; j < lim; j++) s[j] += m[j * mcs];                         \
         }                                                                                 \
-        T mx = -INFINITY;                                                                 \
-        for (int64_t j = 0; j < lim; j++) mx = s[j] > mx ? s[j] : mx;                     \
+        T ml[LANES] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,                        \
+                       -INFINITY, -INFINITY, -INFINITY, -INFINITY};                       \
+        int64_t j0 = 0;                                                                   \
+        for (; j0 + LANES <= lim; j0 += LANES) /* lanes, so that it vectorises */         \
+            for (int k = 0; k < LANES; k++) ml[k] = s[j0 + k] > ml[k] ? s[j0 + k] : ml[k]; \
+        for (int k = 0; j0 < lim; j0++, k++) ml[k] = s[j0] > ml[k] ? s[j0] : ml[k];      \
+        T mx = ml[0];                                                                     \
+        for (int k = 1; k < LANES; k++) mx = ml[k] > mx ? ml[k] : mx;                     \
         for (int64_t j = 0; j < lim; j++) s[j] = EXP(s[j] - mx);                          \
         double l[LANES] = {0};                                                            \
         int64_t j = 0;                                                                    \
@@ -171,25 +177,34 @@ static const attn_prims prims[2] = {
     {f64_softmax_row, f64_drop_row, f64_dsoft_row},
 };
 
-/* C (M, N; ldc) = alpha * op(A) op(B); K = 0 gives zeros. */
-static void gemm(wk_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
-                 const char *A, int64_t lda, const char *B, int64_t ldb, char *C, int64_t ldc)
+/* C (M, N; ldc) = alpha * op(A) op(B) + beta * C (beta 0: C is not read); K = 0 gives
+ * beta * C. */
+static void gemm_beta(wk_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                      double alpha, const char *A, int64_t lda, const char *B, int64_t ldb,
+                      double beta, char *C, int64_t ldc)
 {
     size_t es = wk_dtype_size(dt);
     if (M == 0 || N == 0) return;
     if (K == 0) {
-        for (int64_t r = 0; r < M; r++) memset(C + r * ldc * (int64_t)es, 0, (size_t)N * es);
+        for (int64_t r = 0; r < M && beta == 0; r++)
+            memset(C + r * ldc * (int64_t)es, 0, (size_t)N * es);
         return;
     }
     enum CBLAS_TRANSPOSE at = ta ? CblasTrans : CblasNoTrans, bt = tb ? CblasTrans : CblasNoTrans;
     if (dt == WK_DTYPE_F32)
         cblas_sgemm(CblasRowMajor, at, bt, (blasint)M, (blasint)N, (blasint)K, (float)alpha,
-                    (const float *)A, (blasint)lda, (const float *)B, (blasint)ldb, 0.0f,
-                    (float *)C, (blasint)ldc);
+                    (const float *)A, (blasint)lda, (const float *)B, (blasint)ldb,
+                    (float)beta, (float *)C, (blasint)ldc);
     else
         cblas_dgemm(CblasRowMajor, at, bt, (blasint)M, (blasint)N, (blasint)K, alpha,
-                    (const double *)A, (blasint)lda, (const double *)B, (blasint)ldb, 0.0,
+                    (const double *)A, (blasint)lda, (const double *)B, (blasint)ldb, beta,
                     (double *)C, (blasint)ldc);
+}
+
+static void gemm(wk_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                 const char *A, int64_t lda, const char *B, int64_t ldb, char *C, int64_t ldc)
+{
+    gemm_beta(dt, ta, tb, M, N, K, alpha, A, lda, B, ldb, 0, C, ldc);
 }
 
 /* Element offset of batch item i for batch strides bstr. */
@@ -222,58 +237,121 @@ static void softmax_rows(const attn_args *a, const attn_prims *p, char *s, int64
 }
 
 /* Run rows [0, n) of f in parallel when `par` (items run one after another) else serially. */
-#define ROWS(par, n, work, body)                                                          \
+/* Run body over rows [rb, re) split in chunks, in parallel when `par` (items run one
+ * after another) else serially; body sees its chunk as [r0, r1). */
+#define ROWS(par, rb, re, work, body)                                                     \
     do {                                                                                  \
         int nt_ = (par) ? wki_threads_for((work), ROW_GRAIN) : 1;                         \
-        int64_t n_ = (n), chunk_ = (n_ + nt_ - 1) / (nt_ ? nt_ : 1);                      \
+        int64_t b_ = (rb), n_ = (re) - b_, chunk_ = (n_ + nt_ - 1) / (nt_ ? nt_ : 1);     \
         _Pragma("omp parallel for num_threads(nt_) schedule(static) if (nt_ > 1)")         \
         for (int64_t c_ = 0; c_ < nt_; c_++) {                                            \
-            int64_t r0 = c_ * chunk_, r1 = r0 + chunk_ < n_ ? r0 + chunk_ : n_;           \
+            int64_t r0 = b_ + c_ * chunk_, r1 = r0 + chunk_ < b_ + n_ ? r0 + chunk_ : b_ + n_; \
             if (r0 < r1) body;                                                            \
         }                                                                                 \
     } while (0)
 
+/* Causal attention skips the keys a block of queries cannot see: query rows go in
+ * blocks of causal_block() rows, block [r0, r1) using keys [0, min(r1, Tk)) only. The
+ * blocks depend on the shape alone, so results do not depend on the thread count. */
+static int64_t causal_block(const attn_args *a)
+{
+    if (!a->causal || a->Tq < 64) return a->Tq > 0 ? a->Tq : 1;
+    return a->Tq / 8 > 32 ? a->Tq / 8 : 32;
+}
+
+static int64_t keys_seen(const attn_args *a, int64_t r1)
+{
+    return a->causal && r1 < a->Tk ? r1 : a->Tk;
+}
+
 static void forward_item(const attn_args *a, int64_t i, char *ws, bool par)
 {
     const attn_prims *p = &prims[a->dtype == WK_DTYPE_F64];
-    int64_t es = (int64_t)wk_dtype_size(a->dtype), TT = a->Tq * a->Tk;
-    char *s = a->P ? a->P + i * TT * es : ws;
+    int64_t es = (int64_t)wk_dtype_size(a->dtype), Tk = a->Tk, TT = a->Tq * Tk;
+    char *s = a->P ? a->P + i * TT * es : ws; /* (Tq, Tk) weights */
     char *pd = a->drop ? (a->P ? ws : ws + TT * es) : s;
-    gemm(a->dtype, false, true, a->Tq, a->Tk, a->D, a->scale, at(a, &a->q, i), a->q.ld,
-         at(a, &a->k, i), a->k.ld, s, a->Tk);
-    ROWS(par, a->Tq, TT, softmax_rows(a, p, s, i, r0, r1));
-    if (a->drop) p->drop_row(s, a->drop + i * TT, pd, TT, a->drop_scale);
-    gemm(a->dtype, false, false, a->Tq, a->Dv, a->Tk, 1, pd, a->Tk, at(a, &a->v, i), a->v.ld,
-         at(a, &a->o, i), a->o.ld);
+    const char *q = at(a, &a->q, i), *k = at(a, &a->k, i), *v = at(a, &a->v, i);
+    char *o = at(a, &a->o, i);
+    int64_t rb = causal_block(a);
+    for (int64_t b0 = 0; b0 < a->Tq; b0 += rb) {
+        int64_t b1 = b0 + rb < a->Tq ? b0 + rb : a->Tq, n = keys_seen(a, b1);
+        char *sb = s + b0 * Tk * es, *pb = pd + b0 * Tk * es;
+        gemm(a->dtype, false, true, b1 - b0, n, a->D, a->scale, q + b0 * a->q.ld * es,
+             a->q.ld, k, a->k.ld, sb, Tk);
+        ROWS(par, b0, b1, (b1 - b0) * n, softmax_rows(a, p, s, i, r0, r1));
+        if (a->drop)
+            for (int64_t r = b0; r < b1; r++)
+                p->drop_row(s + r * Tk * es, a->drop + i * TT + r * Tk, pd + r * Tk * es, n,
+                            a->drop_scale);
+        gemm(a->dtype, false, false, b1 - b0, a->Dv, n, 1, pb, Tk, v, a->v.ld,
+             o + b0 * a->o.ld * es, a->o.ld);
+    }
+}
+
+/* C[0:n) (rows = keys) = alpha * A^T B for a query block A (m rows, ld Tk): rows below
+ * `seen` (written by earlier blocks) accumulate, the others are written. */
+static void gemm_keys(const attn_args *a, int64_t seen, int64_t n, int64_t N, int64_t m,
+                      double alpha, const char *A, const char *B, int64_t ldb, char *C,
+                      int64_t ldc)
+{
+    int64_t es = (int64_t)wk_dtype_size(a->dtype), s1 = seen < n ? seen : n;
+    gemm_beta(a->dtype, true, false, s1, N, m, alpha, A, a->Tk, B, ldb, 1, C, ldc);
+    gemm_beta(a->dtype, true, false, n - s1, N, m, alpha, A + s1 * es, a->Tk, B, ldb, 0,
+              C + s1 * ldc * es, ldc);
+}
+
+static void zero_rows(const attn_args *a, char *C, int64_t r0, int64_t r1, int64_t N,
+                      int64_t ldc)
+{
+    int64_t es = (int64_t)wk_dtype_size(a->dtype);
+    for (int64_t r = r0; r < r1; r++) memset(C + r * ldc * es, 0, (size_t)(N * es));
 }
 
 static void backward_item(const attn_args *a, int64_t i, char *ws, bool par)
 {
     const attn_prims *p = &prims[a->dtype == WK_DTYPE_F64];
-    int64_t es = (int64_t)wk_dtype_size(a->dtype), TT = a->Tq * a->Tk, Tk = a->Tk;
-    const char *P = a->P + i * TT * es, *dO = at(a, &a->dO, i);
-    const char *pd = P;
-    char *w = ws;
-    if (a->drop) {
-        char *t = ws + TT * es;
-        p->drop_row(P, a->drop + i * TT, t, TT, a->drop_scale);
-        pd = t;
+    int64_t es = (int64_t)wk_dtype_size(a->dtype), Tk = a->Tk, TT = a->Tq * Tk;
+    const char *P = a->P + i * TT * es, *dO = at(a, &a->dO, i), *pd = P;
+    const char *q = at(a, &a->q, i), *k = at(a, &a->k, i), *v = at(a, &a->v, i);
+    char *w = ws, *dv = a->dv.data ? at(a, &a->dv, i) : NULL;
+    char *dq = a->dq.data ? at(a, &a->dq, i) : NULL, *dk = a->dk.data ? at(a, &a->dk, i) : NULL;
+    bool ds = dq || dk || a->dmask;
+    int64_t rb = causal_block(a), seen = 0; /* dV/dK rows written so far */
+    for (int64_t b0 = 0; b0 < a->Tq; b0 += rb) {
+        int64_t b1 = b0 + rb < a->Tq ? b0 + rb : a->Tq, n = keys_seen(a, b1), m = b1 - b0;
+        if (a->drop) {
+            char *t = ws + TT * es;
+            for (int64_t r = b0; r < b1; r++)
+                p->drop_row(P + r * Tk * es, a->drop + i * TT + r * Tk, t + r * Tk * es, n,
+                            a->drop_scale);
+            pd = t;
+        }
+        const char *dOb = dO + b0 * a->dO.ld * es;
+        if (dv) gemm_keys(a, seen, n, a->Dv, m, 1, pd + b0 * Tk * es, dOb, a->dO.ld, dv, a->dv.ld);
+        if (ds) {
+            char *wb = w + b0 * Tk * es;
+            gemm(a->dtype, false, true, m, n, a->Dv, 1, dOb, a->dO.ld, v, a->v.ld, wb, Tk);
+            if (a->drop)
+                for (int64_t r = b0; r < b1; r++)
+                    p->drop_row(w + r * Tk * es, a->drop + i * TT + r * Tk, w + r * Tk * es, n,
+                                a->drop_scale);
+            ROWS(par, b0, b1, m * n,
+                 for (int64_t r = r0; r < r1; r++)
+                     p->dsoft_row(w + r * Tk * es, P + r * Tk * es, n));
+            if (dq)
+                gemm(a->dtype, false, false, m, a->D, n, a->scale, wb, Tk, k, a->k.ld,
+                     dq + b0 * a->dq.ld * es, a->dq.ld);
+            if (dk)
+                gemm_keys(a, seen, n, a->D, m, a->scale, wb, q + b0 * a->q.ld * es, a->q.ld,
+                          dk, a->dk.ld);
+        }
+        if (n > seen) seen = n;
     }
-    if (a->dv.data)
-        gemm(a->dtype, true, false, a->Tk, a->Dv, a->Tq, 1, pd, Tk, dO, a->dO.ld,
-             at(a, &a->dv, i), a->dv.ld);
-    if (!a->dq.data && !a->dk.data && !a->dmask) return;
-    gemm(a->dtype, false, true, a->Tq, Tk, a->Dv, 1, dO, a->dO.ld, at(a, &a->v, i), a->v.ld,
-         w, Tk);
-    if (a->drop) p->drop_row(w, a->drop + i * TT, w, TT, a->drop_scale);
-    ROWS(par, a->Tq, TT, for (int64_t r = r0; r < r1; r++) p->dsoft_row(w + r * Tk * es, P + r * Tk * es, Tk));
-    if (a->dmask) memcpy(a->dmask + i * TT * es, w, (size_t)(TT * es));
-    if (a->dq.data)
-        gemm(a->dtype, false, false, a->Tq, a->D, Tk, a->scale, w, Tk, at(a, &a->k, i),
-             a->k.ld, at(a, &a->dq, i), a->dq.ld);
-    if (a->dk.data)
-        gemm(a->dtype, true, false, Tk, a->D, a->Tq, a->scale, w, Tk, at(a, &a->q, i), a->q.ld,
-             at(a, &a->dk, i), a->dk.ld);
+    /* keys no query sees (causal with Tq < Tk, or no queries) */
+    if (dv) zero_rows(a, dv, seen, Tk, a->Dv, a->dv.ld);
+    if (dk) zero_rows(a, dk, seen, Tk, a->D, a->dk.ld);
+    if (a->dmask) /* a mask excludes causal blocks: w holds the full (Tq, Tk) dS */
+        memcpy(a->dmask + i * TT * es, w, (size_t)(TT * es));
 }
 
 /* Items one per thread when small (BLAS then runs single-threaded), else one after

@@ -51,10 +51,132 @@ typedef bool (*norm_kernel)(const norm_args *a);
 #define BLOCK 16384 /* elements per partial-sum block (fixed: results do not depend on
                        the thread count) */
 #define GRAIN 32768 /* elements per thread at least */
+#define SUB_ROWS 16 /* rows whose dw/db contributions add up in the input's dtype */
 
 static inline double join8(const double *l)
 {
     return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+/* Hand-vectorised float32 blocks (GCC vector types, 4 floats = one SSE register, so
+ * that the baseline x86-64 build vectorises them): groups of 8 values per lane are
+ * summed in float, then added to double lanes. Each returns how many leading elements
+ * it handled; the typed code below does the rest. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v2d __attribute__((vector_size(16)));
+
+static inline v2d lo2d(v4f v) { return (v2d){v[0], v[1]}; }
+static inline v2d hi2d(v4f v) { return (v2d){v[2], v[3]}; }
+
+static inline void add_lanes(double *l, v4f c)
+{
+    v2d a = lo2d(c), b = hi2d(c);
+    l[0] += a[0];
+    l[1] += a[1];
+    l[2] += b[0];
+    l[3] += b[1];
+}
+
+/* (sum a - sa, sum (a - sa)^2), or with grad (sum a, sum a * (b - sb)), into l0/l1. */
+static int64_t f32_block_sums(const float *restrict a, const float *restrict b, int64_t n,
+                              double sa, double sb, bool grad, double *l0, double *l1)
+{
+    int64_t i = 0;
+    v4f sat = {(float)sa, (float)sa, (float)sa, (float)sa};
+    v4f sbt = {(float)sb, (float)sb, (float)sb, (float)sb};
+    for (; i + 32 <= n; i += 32) {
+        v4f c0a = {0}, c0b = {0}, c1a = {0}, c1b = {0}, x0, x1, y0, y1;
+        if (!grad) {
+            for (int u = 0; u < 32; u += 8) {
+                memcpy(&x0, a + i + u, 16);
+                memcpy(&x1, a + i + u + 4, 16);
+                x0 -= sat;
+                x1 -= sat;
+                c0a += x0;
+                c0b += x1;
+                c1a += x0 * x0;
+                c1b += x1 * x1;
+            }
+        } else {
+            for (int u = 0; u < 32; u += 8) {
+                memcpy(&x0, a + i + u, 16);
+                memcpy(&x1, a + i + u + 4, 16);
+                memcpy(&y0, b + i + u, 16);
+                memcpy(&y1, b + i + u + 4, 16);
+                c0a += x0;
+                c0b += x1;
+                c1a += x0 * (y0 - sbt);
+                c1b += x1 * (y1 - sbt);
+            }
+        }
+        add_lanes(l0, c0a);
+        add_lanes(l0 + 4, c0b);
+        add_lanes(l1, c1a);
+        add_lanes(l1 + 4, c1b);
+    }
+    return i;
+}
+
+/* The layer-norm backward's first pass over whole blocks of 32: l1 += g, l2 += g * xhat
+ * with g = dy * w (w may be NULL), and pw += dy * xhat, pb += dy when given. */
+static int64_t f32_ln_pass1(const float *restrict x, const float *restrict dy,
+                            const float *restrict w, int64_t L, float mt, float rt,
+                            float *restrict pw, float *restrict pb, double *l1, double *l2)
+{
+    int64_t j = 0;
+    v4f m4 = {mt, mt, mt, mt}, r4 = {rt, rt, rt, rt};
+    for (; j + 32 <= L; j += 32) {
+        v4f c1a = {0}, c1b = {0}, c2a = {0}, c2b = {0};
+        for (int u = 0; u < 32; u += 4) {
+            v4f d, xh, g, t;
+            memcpy(&d, dy + j + u, 16);
+            memcpy(&xh, x + j + u, 16);
+            xh = (xh - m4) * r4;
+            g = d;
+            if (w) {
+                memcpy(&t, w + j + u, 16);
+                g = d * t;
+            }
+            if (u & 4) {
+                c1b += g;
+                c2b += g * xh;
+            } else {
+                c1a += g;
+                c2a += g * xh;
+            }
+            if (pw) {
+                memcpy(&t, pw + j + u, 16);
+                t += d * xh;
+                memcpy(pw + j + u, &t, 16);
+            }
+            if (pb) {
+                memcpy(&t, pb + j + u, 16);
+                t += d;
+                memcpy(pb + j + u, &t, 16);
+            }
+        }
+        add_lanes(l1, c1a);
+        add_lanes(l1 + 4, c1b);
+        add_lanes(l2, c2a);
+        add_lanes(l2 + 4, c2b);
+    }
+    return j;
+}
+
+/* float64 has no block step: its typed loops run in double throughout. */
+static int64_t no_block_sums(const double *a, const double *b, int64_t n, double sa, double sb,
+                             bool grad, double *l0, double *l1)
+{
+    (void)a, (void)b, (void)n, (void)sa, (void)sb, (void)grad, (void)l0, (void)l1;
+    return 0;
+}
+
+static int64_t no_ln_pass1(const double *x, const double *dy, const double *w, int64_t L,
+                           double mt, double rt, double *pw, double *pb, double *l1, double *l2)
+{
+    (void)x, (void)dy, (void)w, (void)L, (void)mt, (void)rt, (void)pw, (void)pb, (void)l1,
+        (void)l2;
+    return 0;
 }
 
 /* Typed pieces, one set per float dtype. All arithmetic is in double.
@@ -65,7 +187,9 @@ static inline double join8(const double *l)
  * affine: y = x * A + B over n elements; row1_affine: per channel A[c], B[c].
  * bn_dx: dx = dy * k1 + (x - m) * k2 + k3; row1_bn_dx: per channel coefficients.
  * row_fwd: one layer/group-norm row: its mean/rstd and the output.
- * row_bwd: one row's dx (when dx) and its dw/db contributions (when pw/pb). */
+ * row_bwd: one row's dx (when dx) and its dw/db contributions (when pw/pb), added to
+ *   pw/pb in T (a few rows at a time: see flush).
+ * flush: add n values of T to double sums and zero them. */
 typedef struct {
     void (*seg_sums)(const char *a, const char *b, int64_t n, double sa, double sb,
                      bool grad, double *r0, double *r1);
@@ -80,40 +204,27 @@ typedef struct {
     void (*row_fwd)(const char *x, char *y, int64_t cpg, int64_t S, const char *w,
                     const char *b, double eps, double *mean, double *rstd);
     void (*row_bwd)(const char *x, const char *dy, char *dx, int64_t cpg, int64_t S,
-                    const char *w, double mean, double rstd, double *pw, double *pb);
+                    const char *w, double mean, double rstd, char *pw, char *pb);
+    void (*flush)(char *t, double *dst, int64_t n);
 } norm_prims;
 
-#define NORM_PRIMS(S_, T)                                                                 \
+#define NORM_PRIMS(S_, T, BLOCK_SUMS, LN_PASS1)                                           \
     static void S_##_seg_sums(const char *pa, const char *pb, int64_t n, double sa,     \
                               double sb, bool grad, double *r0, double *r1)             \
     {                                                                                     \
         const T *restrict a = (const T *)pa, *restrict b = (const T *)pb;                \
         double l0[LANES] = {0}, l1[LANES] = {0};                                          \
-        int64_t i = 0;                                                                    \
-        if (!grad) {                                                                      \
-            for (; i + LANES <= n; i += LANES)                                            \
-                for (int k = 0; k < LANES; k++) {                                         \
-                    double u = (double)a[i + k] - sa;                                     \
-                    l0[k] += u;                                                           \
-                    l1[k] += u * u;                                                       \
-                }                                                                         \
-            for (int k = 0; i < n; i++, k++) {                                            \
-                double u = (double)a[i] - sa;                                             \
+        int64_t i = BLOCK_SUMS(a, b, n, sa, sb, grad, l0, l1);                            \
+        for (; i + LANES <= n; i += LANES)                                                \
+            for (int k = 0; k < LANES; k++) {                                             \
+                double u = grad ? (double)a[i + k] : (double)a[i + k] - sa;               \
                 l0[k] += u;                                                               \
-                l1[k] += u * u;                                                           \
+                l1[k] += grad ? u * ((double)b[i + k] - sb) : u * u;                      \
             }                                                                             \
-        } else {                                                                          \
-            for (; i + LANES <= n; i += LANES)                                            \
-                for (int k = 0; k < LANES; k++) {                                         \
-                    double g = (double)a[i + k];                                          \
-                    l0[k] += g;                                                           \
-                    l1[k] += g * ((double)b[i + k] - sb);                                 \
-                }                                                                         \
-            for (int k = 0; i < n; i++, k++) {                                            \
-                double g = (double)a[i];                                                  \
-                l0[k] += g;                                                               \
-                l1[k] += g * ((double)b[i] - sb);                                         \
-            }                                                                             \
+        for (int k = 0; i < n; i++, k = (k + 1) % LANES) {                                \
+            double u = grad ? (double)a[i] : (double)a[i] - sa;                           \
+            l0[k] += u;                                                                   \
+            l1[k] += grad ? u * ((double)b[i] - sb) : u * u;                              \
         }                                                                                 \
         *r0 = join8(l0);                                                                  \
         *r1 = join8(l1);                                                                  \
@@ -174,67 +285,67 @@ typedef struct {
         const T *restrict x = (const T *)px;                                              \
         const T *restrict w = (const T *)pw, *restrict b = (const T *)pb;                \
         T *restrict y = (T *)py;                                                          \
-        int64_t L = cpg * S;                                                              \
-        double s0, s1, m = 0, v = 0;                                                      \
-        if (L > 0) { /* two passes, the second corrected by its own mean error */         \
-            S_##_seg_sums(px, NULL, L, 0, 0, false, &s0, &s1);                            \
-            m = s0 / (double)L;                                                           \
-            S_##_seg_sums(px, NULL, L, m, 0, false, &s0, &s1);                            \
+        int64_t L = cpg * S, j;                                                           \
+        double m = 0, v = 0;                                                              \
+        if (L > 0) { /* one pass, shifted by the row's first value */                     \
+            double s0, s1, sh = (double)x[0];                                             \
+            S_##_seg_sums(px, NULL, L, sh, 0, false, &s0, &s1);                           \
+            m = sh + s0 / (double)L;                                                      \
             v = (s1 - s0 * s0 / (double)L) / (double)L;                                   \
             if (v < 0) v = 0;                                                             \
         }                                                                                 \
         double r = 1.0 / sqrt(v + eps);                                                   \
         *mean = m;                                                                        \
         *rstd = r;                                                                        \
+        /* the output in T arithmetic (as torch): (x - mean) * rstd * w + b */            \
+        T mt = (T)m, rt = (T)r;                                                           \
         if (S == 1) {                                                                     \
             if (w && b)                                                                   \
-                for (int64_t j = 0; j < L; j++)                                           \
-                    y[j] = (T)(((double)x[j] - m) * r * (double)w[j] + (double)b[j]);     \
+                for (j = 0; j < L; j++) y[j] = (x[j] - mt) * rt * w[j] + b[j];            \
             else if (w)                                                                   \
-                for (int64_t j = 0; j < L; j++)                                           \
-                    y[j] = (T)(((double)x[j] - m) * r * (double)w[j]);                    \
+                for (j = 0; j < L; j++) y[j] = (x[j] - mt) * rt * w[j];                   \
             else if (b)                                                                   \
-                for (int64_t j = 0; j < L; j++)                                           \
-                    y[j] = (T)(((double)x[j] - m) * r + (double)b[j]);                    \
+                for (j = 0; j < L; j++) y[j] = (x[j] - mt) * rt + b[j];                   \
             else                                                                          \
-                for (int64_t j = 0; j < L; j++) y[j] = (T)(((double)x[j] - m) * r);       \
+                for (j = 0; j < L; j++) y[j] = (x[j] - mt) * rt;                          \
             return;                                                                       \
         }                                                                                 \
         for (int64_t c = 0; c < cpg; c++) {                                               \
-            double A = w ? r * (double)w[c] : r, B = b ? (double)b[c] : 0;                \
+            T A = w ? rt * w[c] : rt, B = b ? b[c] : (T)0;                                \
             const T *restrict xc = x + c * S;                                             \
             T *restrict yc = y + c * S;                                                   \
-            for (int64_t s = 0; s < S; s++) yc[s] = (T)(((double)xc[s] - m) * A + B);     \
+            for (int64_t s = 0; s < S; s++) yc[s] = (xc[s] - mt) * A + B;                 \
         }                                                                                 \
     }                                                                                     \
+    /* One element of the layer-norm backward's first pass. */                           \
+    static inline void S_##_bwd_el(T x, T d, T wj, T mt, T rt, T *g1, T *g2, T *pw, T *pb) \
+    {                                                                                     \
+        T xh = (x - mt) * rt, g = d * wj;                                                 \
+        *g1 += g;                                                                         \
+        *g2 += g * xh;                                                                    \
+        if (pw) *pw += d * xh;                                                            \
+        if (pb) *pb += d;                                                                 \
+    }                                                                                     \
     static void S_##_row_bwd(const char *px, const char *pdy, char *pdx, int64_t cpg,    \
-                             int64_t S, const char *pw, double m, double r,              \
-                             double *restrict pwp, double *restrict pbp)                 \
+                             int64_t S, const char *pw, double m, double r, char *ppw,   \
+                             char *ppb)                                                  \
     {                                                                                     \
         const T *restrict x = (const T *)px, *restrict dy = (const T *)pdy;              \
         const T *restrict w = (const T *)pw;                                              \
-        T *restrict dx = (T *)pdx;                                                        \
+        T *restrict dx = (T *)pdx, *restrict pwp = (T *)ppw, *restrict pbp = (T *)ppb;   \
         int64_t L = cpg * S;                                                              \
+        T mt = (T)m, rt = (T)r;                                                           \
         double l1[LANES] = {0}, l2[LANES] = {0};                                          \
-        if (S == 1) { /* pass 1: sums of g = dy*w and g*xhat, dw/db contributions */      \
-            int64_t j = 0;                                                                \
-            for (; j + LANES <= L; j += LANES)                                            \
-                for (int k = 0; k < LANES; k++) {                                         \
-                    double xh = ((double)x[j + k] - m) * r, d = (double)dy[j + k];        \
-                    double g = w ? d * (double)w[j + k] : d;                              \
-                    l1[k] += g;                                                           \
-                    l2[k] += g * xh;                                                      \
-                }                                                                         \
-            for (int k = 0; j < L; j++, k++) {                                            \
-                double xh = ((double)x[j] - m) * r, d = (double)dy[j];                    \
-                double g = w ? d * (double)w[j] : d;                                      \
-                l1[k] += g;                                                               \
-                l2[k] += g * xh;                                                          \
+        if (S == 1) {                                                                     \
+            /* pass 1: sums of g = dy*w and g*xhat, and the dw/db contributions */        \
+            int64_t j = LN_PASS1(x, dy, w, L, mt, rt, pwp, pbp, l1, l2);                  \
+            for (int k = 0; j < L; j++, k = (k + 1) % LANES) {                            \
+                T g1 = 0, g2 = 0;                                                         \
+                S_##_bwd_el(x[j], dy[j], w ? w[j] : 1, mt, rt, &g1, &g2,                  \
+                            pwp ? &pwp[j] : NULL, pbp ? &pbp[j] : NULL);                  \
+                l1[k] += (double)g1;                                                      \
+                l2[k] += (double)g2;                                                      \
             }                                                                             \
-            if (pwp)                                                                      \
-                for (j = 0; j < L; j++) pwp[j] += (double)dy[j] * (((double)x[j] - m) * r); \
-            if (pbp)                                                                      \
-                for (j = 0; j < L; j++) pbp[j] += (double)dy[j];                          \
         } else {                                                                          \
             for (int64_t c = 0; c < cpg; c++) {                                           \
                 double wc = w ? (double)w[c] : 1, sd, sdx;                                \
@@ -243,33 +354,44 @@ typedef struct {
                 sdx *= r; /* sum dy * xhat */                                             \
                 l1[c % LANES] += wc * sd;                                                 \
                 l2[c % LANES] += wc * sdx;                                                \
-                if (pwp) pwp[c] += sdx;                                                   \
-                if (pbp) pbp[c] += sd;                                                    \
+                if (pwp) pwp[c] += (T)sdx;                                                \
+                if (pbp) pbp[c] += (T)sd;                                                 \
             }                                                                             \
         }                                                                                 \
         if (!dx) return;                                                                  \
-        double a1 = L ? join8(l1) / (double)L : 0, a2 = L ? join8(l2) / (double)L : 0;    \
         /* pass 2: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) */                   \
-        for (int64_t c = 0; c < (S == 1 ? 1 : cpg); c++) {                                \
-            int64_t n = S == 1 ? L : S, o = c * S;                                        \
-            const T *restrict xc = x + o, *restrict dc = dy + o;                          \
-            T *restrict oc = dx + o;                                                      \
-            if (S == 1 && w) {                                                            \
-                for (int64_t j = 0; j < n; j++)                                           \
-                    oc[j] = (T)(r * ((double)dc[j] * (double)w[j] - a1 -                  \
-                                     ((double)xc[j] - m) * r * a2));                      \
-            } else {                                                                      \
-                double wc = S > 1 && w ? (double)w[c] : 1;                                \
-                for (int64_t j = 0; j < n; j++)                                           \
-                    oc[j] = (T)(r * ((double)dc[j] * wc - a1 - ((double)xc[j] - m) * r * a2)); \
-            }                                                                             \
+        T a1 = (T)(L ? join8(l1) / (double)L : 0), a2 = (T)(L ? join8(l2) / (double)L : 0); \
+        if (S == 1) {                                                                     \
+            if (w)                                                                        \
+                for (int64_t j = 0; j < L; j++)                                           \
+                    dx[j] = rt * (dy[j] * w[j] - a1 - (x[j] - mt) * rt * a2);             \
+            else                                                                          \
+                for (int64_t j = 0; j < L; j++)                                           \
+                    dx[j] = rt * (dy[j] - a1 - (x[j] - mt) * rt * a2);                    \
+            return;                                                                       \
+        }                                                                                 \
+        for (int64_t c = 0; c < cpg; c++) {                                               \
+            T wc = w ? w[c] : (T)1;                                                       \
+            const T *restrict xc = x + c * S, *restrict dc = dy + c * S;                  \
+            T *restrict oc = dx + c * S;                                                  \
+            for (int64_t s = 0; s < S; s++)                                               \
+                oc[s] = rt * (dc[s] * wc - a1 - (xc[s] - mt) * rt * a2);                  \
+        }                                                                                 \
+    }                                                                                     \
+    /* dst[i] += t[i] for n values of T, then t[i] = 0 */                                 \
+    static void S_##_flush(char *pt, double *restrict dst, int64_t n)                    \
+    {                                                                                     \
+        T *restrict t = (T *)pt;                                                          \
+        for (int64_t i = 0; i < n; i++) {                                                 \
+            dst[i] += (double)t[i];                                                       \
+            t[i] = 0;                                                                     \
         }                                                                                 \
     }                                                                                     \
     static const norm_prims S_##_prims = {S_##_seg_sums, S_##_row1_sums, S_##_affine,     \
                                           S_##_row1_affine, S_##_bn_dx, S_##_row1_bn_dx,  \
-                                          S_##_row_fwd, S_##_row_bwd};
-NORM_PRIMS(f32, float)
-NORM_PRIMS(f64, double)
+                                          S_##_row_fwd, S_##_row_bwd, S_##_flush};
+NORM_PRIMS(f32, float, f32_block_sums, f32_ln_pass1)
+NORM_PRIMS(f64, double, no_block_sums, no_ln_pass1)
 
 static const norm_prims *prims_for(wk_dtype dtype)
 {
@@ -513,24 +635,36 @@ static bool cpu_rows_backward(const norm_args *a)
     bool params = a->dw || a->db;
     int64_t per_n = C * S, nr = per_n >= BLOCK ? 1 : BLOCK / (per_n ? per_n : 1);
     int64_t nblocks = (N + nr - 1) / nr;
-    size_t cap = 0;
+    size_t cap = 0, tcap = 0;
     double *part = NULL;
+    char *tpart = NULL; /* per block: dw/db of up to SUB_ROWS rows in the input's dtype */
     if (params) {
         part = scratch((size_t)(nblocks * 2 * C), &cap);
-        if (!part) return false;
+        tpart = part ? wki_alloc((size_t)(nblocks * 2 * C * es), &tcap) : NULL;
+        if (!tpart) {
+            if (part) wki_dealloc(part, cap);
+            return false;
+        }
     }
 #pragma omp parallel for num_threads(wki_threads_for(N * C * S, GRAIN)) schedule(static)
     for (int64_t nb = 0; nb < nblocks; nb++) {
-        double *pw = part ? part + nb * 2 * C : NULL, *pb = part ? pw + C : NULL;
-        if (part) memset(pw, 0, (size_t)(2 * C) * sizeof *pw);
-        int64_t n1 = (nb + 1) * nr < N ? (nb + 1) * nr : N;
-        for (int64_t n = nb * nr; n < n1; n++)
+        double *pw = part ? part + nb * 2 * C : NULL;
+        char *tw = tpart ? tpart + nb * 2 * C * es : NULL, *tb = tw ? tw + C * es : NULL;
+        if (part) {
+            memset(pw, 0, (size_t)(2 * C) * sizeof *pw);
+            memset(tw, 0, (size_t)(2 * C * es));
+        }
+        int64_t n0 = nb * nr, n1 = (nb + 1) * nr < N ? (nb + 1) * nr : N;
+        for (int64_t n = n0; n < n1; n++) {
             for (int64_t g = 0; g < G; g++) {
                 int64_t r = n * G + g, c0 = g * cpg, o = r * L * es;
                 p->row_bwd(a->x + o, a->dy + o, a->dx ? a->dx + o : NULL, cpg, S,
                            a->w ? a->w + c0 * es : NULL, a->mean[r], a->rstd[r],
-                           pw ? pw + c0 : NULL, pb ? pb + c0 : NULL);
+                           tw ? tw + c0 * es : NULL, tb ? tb + c0 * es : NULL);
             }
+            if (tw && ((n - n0) % SUB_ROWS == SUB_ROWS - 1 || n == n1 - 1))
+                p->flush(tw, pw, 2 * C); /* tw and tb are adjacent, as pw and pb */
+        }
     }
     if (params) {
         for (int64_t c = 0; c < C; c++) {
@@ -543,6 +677,7 @@ static bool cpu_rows_backward(const norm_args *a)
             if (a->db) wstore(a->dtype, a->db, c, sb);
         }
         wki_dealloc(part, cap);
+        wki_dealloc(tpart, tcap);
     }
     return true;
 }

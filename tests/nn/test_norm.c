@@ -611,20 +611,27 @@ Test(norm, layer_norm_errors)
 typedef struct {
     int nd;
     bool affine, strided;
+    int only; /* 1: weight only, 2: bias only, 3: both, the bias without grad */
 } ln_case;
 
 static wk_tensor *ln_fn(wk_tensor *const *in, int n, void *user)
 {
     const ln_case *c = user;
+    const int64_t *ns = in[0]->shape + in[0]->ndim - c->nd;
+    if (c->only == 1) return wk_layer_norm(in[0], ns, c->nd, in[1], NULL, 1e-5);
+    if (c->only == 2) return wk_layer_norm(in[0], ns, c->nd, NULL, in[1], 1e-5);
+    if (c->only == 3) /* a bias that is not an input of the check: no grad wanted */
+        return wk_layer_norm(in[0], ns, c->nd, in[1], wk_ones(ns, c->nd, WK_DTYPE_F64), 1e-5);
     (void)n;
-    return wk_layer_norm(in[0], in[0]->shape + in[0]->ndim - c->nd, c->nd,
-                         c->affine ? in[1] : NULL, c->affine ? in[2] : NULL, 1e-5);
+    return wk_layer_norm(in[0], ns, c->nd, c->affine ? in[1] : NULL, c->affine ? in[2] : NULL,
+                         1e-5);
 }
 
 Test(norm, layer_norm_gradcheck)
 {
-    const ln_case cases[] = {{1, true, false}, {2, true, false}, {1, false, false},
-                             {1, true, true}, {3, true, false}};
+    const ln_case cases[] = {{1, true, false, 0}, {2, true, false, 0}, {1, false, false, 0},
+                             {1, true, true, 0},  {3, true, false, 0}, {1, false, false, 1},
+                             {1, false, false, 2}, {2, false, false, 3}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const ln_case *c = &cases[i];
         wk_tensor *x = rand_t(WK_SHAPE(3, 4, 5), WK_DTYPE_F64, 60 + i, -2, 2);
@@ -634,7 +641,10 @@ Test(norm, layer_norm_gradcheck)
         wk_tensor *b = rand_t(ns, c->nd, WK_DTYPE_F64, 71, -1, 1);
         char what[64];
         snprintf(what, sizeof what, "layer_norm case %zu", i);
-        gradcheck(ln_fn, (void *)c, (wk_tensor *[]){x, w, b}, c->affine ? 3 : 1, what);
+        if (c->only) /* the weight or the bias only, as the second input */
+            gradcheck(ln_fn, (void *)c, (wk_tensor *[]){x, c->only == 2 ? b : w}, 2, what);
+        else
+            gradcheck(ln_fn, (void *)c, (wk_tensor *[]){x, w, b}, c->affine ? 3 : 1, what);
     }
 }
 
@@ -1086,7 +1096,7 @@ Test(norm, wk_gradcheck_when_available)
     wk_tensor *s = wk_sum(wk_mul(t, t), WK_ALL_DIMS, false);
     if (!s || !s->requires_grad) cr_skip_test("mul/sum have no backward on this branch yet");
     bn_case bc = {true, true, false, false};
-    ln_case lc = {2, true, false};
+    ln_case lc = {2, true, false, 0};
     gn_case gc = {2, true};
     wk_tensor *x = rand_t(WK_SHAPE(4, 4, 3), WK_DTYPE_F64, 150, -2, 2);
     wk_tensor *w4 = rand_t(WK_SHAPE(4), WK_DTYPE_F64, 151, 0.5, 2);
