@@ -113,54 +113,54 @@ static inline float vexpf(float x)
  *   float: added), softmax over them, zeros after (the causal part).
  * drop_row: out = p * m * scale.
  * dsoft_row: w = p * (w - sum(w * p)), the softmax backward. */
-#define ATTN_PRIMS(S_, T, EXP)                                                            \
+#define ATTN_PRIMS(S_, T, EXP)                                                           \
     static void S_##_softmax_row(char *ps, int64_t n, int64_t lim, const char *pm,       \
                                  int64_t mcs, bool mbool)                                \
-    {                                                                                     \
-        T *restrict s = (T *)ps;                                                          \
-        if (pm && mbool) {                                                                \
-            for (int64_t j = 0; j < lim; j++)                                             \
-                if (!pm[j * mcs]) s[j] = -INFINITY;                                       \
-        } else if (pm) {                                                                  \
-            const T *m = (const T *)pm;                                                   \
-            for (int64_t j = 0; j < lim; j++) s[j] += m[j * mcs];                         \
-        }                                                                                 \
-        T ml[LANES] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,                        \
-                       -INFINITY, -INFINITY, -INFINITY, -INFINITY};                       \
-        int64_t j0 = 0;                                                                   \
-        for (; j0 + LANES <= lim; j0 += LANES) /* lanes, so that it vectorises */         \
+    {                                                                                    \
+        T *restrict s = (T *)ps;                                                         \
+        if (pm && mbool) {                                                               \
+            for (int64_t j = 0; j < lim; j++)                                            \
+                if (!pm[j * mcs]) s[j] = -INFINITY;                                      \
+        } else if (pm) {                                                                 \
+            const T *m = (const T *)pm;                                                  \
+            for (int64_t j = 0; j < lim; j++) s[j] += m[j * mcs];                        \
+        }                                                                                \
+        T ml[LANES] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,                       \
+                       -INFINITY, -INFINITY, -INFINITY, -INFINITY};                      \
+        int64_t j0 = 0;                                                                  \
+        for (; j0 + LANES <= lim; j0 += LANES) /* lanes, so that it vectorises */        \
             for (int k = 0; k < LANES; k++) ml[k] = s[j0 + k] > ml[k] ? s[j0 + k] : ml[k]; \
         for (int k = 0; j0 < lim; j0++, k++) ml[k] = s[j0] > ml[k] ? s[j0] : ml[k];      \
-        T mx = ml[0];                                                                     \
-        for (int k = 1; k < LANES; k++) mx = ml[k] > mx ? ml[k] : mx;                     \
-        for (int64_t j = 0; j < lim; j++) s[j] = EXP(s[j] - mx);                          \
-        double l[LANES] = {0};                                                            \
-        int64_t j = 0;                                                                    \
-        for (; j + LANES <= lim; j += LANES)                                              \
-            for (int k = 0; k < LANES; k++) l[k] += (double)s[j + k];                     \
-        for (int k = 0; j < lim; j++, k++) l[k] += (double)s[j];                          \
-        T inv = (T)(1.0 / join8(l));                                                      \
-        for (j = 0; j < lim; j++) s[j] *= inv;                                            \
-        for (j = lim; j < n; j++) s[j] = 0;                                               \
-    }                                                                                     \
+        T mx = ml[0];                                                                    \
+        for (int k = 1; k < LANES; k++) mx = ml[k] > mx ? ml[k] : mx;                    \
+        for (int64_t j = 0; j < lim; j++) s[j] = EXP(s[j] - mx);                         \
+        double l[LANES] = {0};                                                           \
+        int64_t j = 0;                                                                   \
+        for (; j + LANES <= lim; j += LANES)                                             \
+            for (int k = 0; k < LANES; k++) l[k] += (double)s[j + k];                    \
+        for (int k = 0; j < lim; j++, k++) l[k] += (double)s[j];                         \
+        T inv = (T)(1.0 / join8(l));                                                     \
+        for (j = 0; j < lim; j++) s[j] *= inv;                                           \
+        for (j = lim; j < n; j++) s[j] = 0;                                              \
+    }                                                                                    \
     static void S_##_drop_row(const char *pp, const uint8_t *m, char *po, int64_t n,     \
                               double scale)                                              \
-    {                                                                                     \
-        const T *restrict p = (const T *)pp;                                              \
-        T *restrict o = (T *)po, sc = (T)scale;                                           \
-        for (int64_t j = 0; j < n; j++) o[j] = p[j] * ((T)m[j] * sc);                     \
-    }                                                                                     \
+    {                                                                                    \
+        const T *restrict p = (const T *)pp;                                             \
+        T *restrict o = (T *)po, sc = (T)scale;                                          \
+        for (int64_t j = 0; j < n; j++) o[j] = p[j] * ((T)m[j] * sc);                    \
+    }                                                                                    \
     static void S_##_dsoft_row(char *pw, const char *pp, int64_t n)                      \
-    {                                                                                     \
-        T *restrict w = (T *)pw;                                                          \
-        const T *restrict p = (const T *)pp;                                              \
-        double l[LANES] = {0};                                                            \
-        int64_t j = 0;                                                                    \
-        for (; j + LANES <= n; j += LANES)                                                \
-            for (int k = 0; k < LANES; k++) l[k] += (double)w[j + k] * (double)p[j + k];  \
-        for (int k = 0; j < n; j++, k++) l[k] += (double)w[j] * (double)p[j];             \
-        T r = (T)join8(l);                                                                \
-        for (j = 0; j < n; j++) w[j] = p[j] * (w[j] - r);                                 \
+    {                                                                                    \
+        T *restrict w = (T *)pw;                                                         \
+        const T *restrict p = (const T *)pp;                                             \
+        double l[LANES] = {0};                                                           \
+        int64_t j = 0;                                                                   \
+        for (; j + LANES <= n; j += LANES)                                               \
+            for (int k = 0; k < LANES; k++) l[k] += (double)w[j + k] * (double)p[j + k]; \
+        for (int k = 0; j < n; j++, k++) l[k] += (double)w[j] * (double)p[j];            \
+        T r = (T)join8(l);                                                               \
+        for (j = 0; j < n; j++) w[j] = p[j] * (w[j] - r);                                \
     }
 ATTN_PRIMS(f32, float, vexpf)
 ATTN_PRIMS(f64, double, exp)
@@ -239,15 +239,15 @@ static void softmax_rows(const attn_args *a, const attn_prims *p, char *s, int64
 /* Run rows [0, n) of f in parallel when `par` (items run one after another) else serially. */
 /* Run body over rows [rb, re) split in chunks, in parallel when `par` (items run one
  * after another) else serially; body sees its chunk as [r0, r1). */
-#define ROWS(par, rb, re, work, body)                                                     \
-    do {                                                                                  \
-        int nt_ = (par) ? wki_threads_for((work), ROW_GRAIN) : 1;                         \
-        int64_t b_ = (rb), n_ = (re) - b_, chunk_ = (n_ + nt_ - 1) / (nt_ ? nt_ : 1);     \
-        _Pragma("omp parallel for num_threads(nt_) schedule(static) if (nt_ > 1)")         \
-        for (int64_t c_ = 0; c_ < nt_; c_++) {                                            \
+#define ROWS(par, rb, re, work, body)                                                    \
+    do {                                                                                 \
+        int nt_ = (par) ? wki_threads_for((work), ROW_GRAIN) : 1;                        \
+        int64_t b_ = (rb), n_ = (re) - b_, chunk_ = (n_ + nt_ - 1) / (nt_ ? nt_ : 1);    \
+        _Pragma("omp parallel for num_threads(nt_) schedule(static) if (nt_ > 1)")       \
+        for (int64_t c_ = 0; c_ < nt_; c_++) {                                           \
             int64_t r0 = b_ + c_ * chunk_, r1 = r0 + chunk_ < b_ + n_ ? r0 + chunk_ : b_ + n_; \
-            if (r0 < r1) body;                                                            \
-        }                                                                                 \
+            if (r0 < r1) body;                                                           \
+        }                                                                                \
     } while (0)
 
 /* Causal attention skips the keys a block of queries cannot see: query rows go in

@@ -14,20 +14,21 @@ typedef bool (*dropout_kernel)(wk_tensor *out, const wk_tensor *x, const wk_tens
 
 /* ---- CPU kernel: out = x * mask * scale (mask: u8 of out's shape, contiguous) ---- */
 
-#define DROPOUT_LOOP(NAME, T)                                                             \
+#define DROPOUT_LOOP(NAME, T)                                                            \
     static void NAME(char **d, const int64_t *s, int64_t n, void *ctx)                   \
-    {                                                                                     \
-        T scale = (T) * (const double *)ctx;                                              \
-        if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == 1) {                        \
-            T *restrict o = (T *)d[0];                                                    \
-            const T *restrict x = (const T *)d[1];                                        \
-            const uint8_t *restrict m = (const uint8_t *)d[2];                            \
-            for (int64_t i = 0; i < n; i++) o[i] = x[i] * ((T)m[i] * scale);              \
-            return;                                                                       \
-        }                                                                                 \
-        for (int64_t i = 0; i < n; i++)                                                   \
-            *(T *)(d[0] + i * s[0]) =                                                     \
-                *(const T *)(d[1] + i * s[1]) * ((T) * (const uint8_t *)(d[2] + i * s[2]) * scale); \
+    {                                                                                    \
+        T scale = (T) * (const double *)ctx;                                             \
+        if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == 1) {                       \
+            T *restrict o = (T *)d[0];                                                   \
+            const T *restrict x = (const T *)d[1];                                       \
+            const uint8_t *restrict m = (const uint8_t *)d[2];                           \
+            for (int64_t i = 0; i < n; i++) o[i] = x[i] * ((T)m[i] * scale);             \
+            return;                                                                      \
+        }                                                                                \
+        for (int64_t i = 0; i < n; i++) {                                                \
+            T m = (T) * (const uint8_t *)(d[2] + i * s[2]);                              \
+            *(T *)(d[0] + i * s[0]) = *(const T *)(d[1] + i * s[1]) * (m * scale);       \
+        }                                                                                \
     }
 DROPOUT_LOOP(dropout_f32, float)
 DROPOUT_LOOP(dropout_f64, double)

@@ -83,7 +83,8 @@ static int64_t f32_block_sums(const float *restrict a, const float *restrict b, 
 {
     int64_t i = 0;
     v4f sat = {(float)sa, (float)sa, (float)sa, (float)sa};
-    v4f sbt = {(float)sb, (float)sb, (float)sb, (float)sb};
+    float sbf = (float)sb, sbd = (float)(sb - (double)sbf); /* sb = sbf + sbd */
+    v4f sbt = {sbf, sbf, sbf, sbf}, sb2 = {sbd, sbd, sbd, sbd};
     for (; i + 32 <= n; i += 32) {
         v4f c0a = {0}, c0b = {0}, c1a = {0}, c1b = {0}, x0, x1, y0, y1;
         if (!grad) {
@@ -105,8 +106,8 @@ static int64_t f32_block_sums(const float *restrict a, const float *restrict b, 
                 memcpy(&y1, b + i + u + 4, 16);
                 c0a += x0;
                 c0b += x1;
-                c1a += x0 * (y0 - sbt);
-                c1b += x1 * (y1 - sbt);
+                c1a += x0 * ((y0 - sbt) - sb2);
+                c1b += x1 * ((y1 - sbt) - sb2);
             }
         }
         add_lanes(l0, c0a);
@@ -120,18 +121,18 @@ static int64_t f32_block_sums(const float *restrict a, const float *restrict b, 
 /* The layer-norm backward's first pass over whole blocks of 32: l1 += g, l2 += g * xhat
  * with g = dy * w (w may be NULL), and pw += dy * xhat, pb += dy when given. */
 static int64_t f32_ln_pass1(const float *restrict x, const float *restrict dy,
-                            const float *restrict w, int64_t L, float mt, float rt,
+                            const float *restrict w, int64_t L, float mt, float dt, float rt,
                             float *restrict pw, float *restrict pb, double *l1, double *l2)
 {
     int64_t j = 0;
-    v4f m4 = {mt, mt, mt, mt}, r4 = {rt, rt, rt, rt};
+    v4f m4 = {mt, mt, mt, mt}, d4 = {dt, dt, dt, dt}, r4 = {rt, rt, rt, rt};
     for (; j + 32 <= L; j += 32) {
         v4f c1a = {0}, c1b = {0}, c2a = {0}, c2b = {0};
         for (int u = 0; u < 32; u += 4) {
             v4f d, xh, g, t;
             memcpy(&d, dy + j + u, 16);
             memcpy(&xh, x + j + u, 16);
-            xh = (xh - m4) * r4;
+            xh = ((xh - m4) - d4) * r4;
             g = d;
             if (w) {
                 memcpy(&t, w + j + u, 16);
@@ -172,9 +173,10 @@ static int64_t no_block_sums(const double *a, const double *b, int64_t n, double
 }
 
 static int64_t no_ln_pass1(const double *x, const double *dy, const double *w, int64_t L,
-                           double mt, double rt, double *pw, double *pb, double *l1, double *l2)
+                           double mt, double dt, double rt, double *pw, double *pb, double *l1,
+                           double *l2)
 {
-    (void)x, (void)dy, (void)w, (void)L, (void)mt, (void)rt, (void)pw, (void)pb, (void)l1,
+    (void)x, (void)dy, (void)w, (void)L, (void)mt, (void)dt, (void)rt, (void)pw, (void)pb, (void)l1,
         (void)l2;
     return 0;
 }
@@ -208,187 +210,188 @@ typedef struct {
     void (*flush)(char *t, double *dst, int64_t n);
 } norm_prims;
 
-#define NORM_PRIMS(S_, T, BLOCK_SUMS, LN_PASS1)                                           \
-    static void S_##_seg_sums(const char *pa, const char *pb, int64_t n, double sa,     \
-                              double sb, bool grad, double *r0, double *r1)             \
-    {                                                                                     \
+#define NORM_PRIMS(S_, T, BLOCK_SUMS, LN_PASS1)                                          \
+    static void S_##_seg_sums(const char *pa, const char *pb, int64_t n, double sa,      \
+                              double sb, bool grad, double *r0, double *r1)              \
+    {                                                                                    \
         const T *restrict a = (const T *)pa, *restrict b = (const T *)pb;                \
-        double l0[LANES] = {0}, l1[LANES] = {0};                                          \
-        int64_t i = BLOCK_SUMS(a, b, n, sa, sb, grad, l0, l1);                            \
-        for (; i + LANES <= n; i += LANES)                                                \
-            for (int k = 0; k < LANES; k++) {                                             \
-                double u = grad ? (double)a[i + k] : (double)a[i + k] - sa;               \
-                l0[k] += u;                                                               \
-                l1[k] += grad ? u * ((double)b[i + k] - sb) : u * u;                      \
-            }                                                                             \
-        for (int k = 0; i < n; i++, k = (k + 1) % LANES) {                                \
-            double u = grad ? (double)a[i] : (double)a[i] - sa;                           \
-            l0[k] += u;                                                                   \
-            l1[k] += grad ? u * ((double)b[i] - sb) : u * u;                              \
-        }                                                                                 \
-        *r0 = join8(l0);                                                                  \
-        *r1 = join8(l1);                                                                  \
-    }                                                                                     \
+        double l0[LANES] = {0}, l1[LANES] = {0};                                         \
+        int64_t i = BLOCK_SUMS(a, b, n, sa, sb, grad, l0, l1);                           \
+        for (; i + LANES <= n; i += LANES)                                               \
+            for (int k = 0; k < LANES; k++) {                                            \
+                double u = grad ? (double)a[i + k] : (double)a[i + k] - sa;              \
+                l0[k] += u;                                                              \
+                l1[k] += grad ? u * ((double)b[i + k] - sb) : u * u;                     \
+            }                                                                            \
+        for (int k = 0; i < n; i++, k = (k + 1) % LANES) {                               \
+            double u = grad ? (double)a[i] : (double)a[i] - sa;                          \
+            l0[k] += u;                                                                  \
+            l1[k] += grad ? u * ((double)b[i] - sb) : u * u;                             \
+        }                                                                                \
+        *r0 = join8(l0);                                                                 \
+        *r1 = join8(l1);                                                                 \
+    }                                                                                    \
     static void S_##_row1_sums(const char *pa, const char *pb, int64_t C, const double *sa, \
                                const double *sb, bool grad, double *restrict p0,         \
                                double *restrict p1)                                      \
-    {                                                                                     \
+    {                                                                                    \
         const T *restrict a = (const T *)pa, *restrict b = (const T *)pb;                \
-        if (!grad) {                                                                      \
-            for (int64_t c = 0; c < C; c++) {                                             \
-                double u = (double)a[c] - sa[c];                                          \
-                p0[c] += u;                                                               \
-                p1[c] += u * u;                                                           \
-            }                                                                             \
-        } else {                                                                          \
-            for (int64_t c = 0; c < C; c++) {                                             \
-                double g = (double)a[c];                                                  \
-                p0[c] += g;                                                               \
-                p1[c] += g * ((double)b[c] - sb[c]);                                      \
-            }                                                                             \
-        }                                                                                 \
-    }                                                                                     \
+        if (!grad) {                                                                     \
+            for (int64_t c = 0; c < C; c++) {                                            \
+                double u = (double)a[c] - sa[c];                                         \
+                p0[c] += u;                                                              \
+                p1[c] += u * u;                                                          \
+            }                                                                            \
+        } else {                                                                         \
+            for (int64_t c = 0; c < C; c++) {                                            \
+                double g = (double)a[c];                                                 \
+                p0[c] += g;                                                              \
+                p1[c] += g * ((double)b[c] - sb[c]);                                     \
+            }                                                                            \
+        }                                                                                \
+    }                                                                                    \
     static void S_##_affine(const char *px, char *py, int64_t n, double A, double B)     \
-    {                                                                                     \
-        const T *restrict x = (const T *)px;                                              \
-        T *restrict y = (T *)py;                                                          \
-        for (int64_t i = 0; i < n; i++) y[i] = (T)((double)x[i] * A + B);                 \
-    }                                                                                     \
+    {                                                                                    \
+        const T *restrict x = (const T *)px;                                             \
+        T *restrict y = (T *)py;                                                         \
+        for (int64_t i = 0; i < n; i++) y[i] = (T)((double)x[i] * A + B);                \
+    }                                                                                    \
     static void S_##_row1_affine(const char *px, char *py, int64_t C, const double *A,   \
                                  const double *B)                                        \
-    {                                                                                     \
-        const T *restrict x = (const T *)px;                                              \
-        T *restrict y = (T *)py;                                                          \
-        for (int64_t c = 0; c < C; c++) y[c] = (T)((double)x[c] * A[c] + B[c]);           \
-    }                                                                                     \
+    {                                                                                    \
+        const T *restrict x = (const T *)px;                                             \
+        T *restrict y = (T *)py;                                                         \
+        for (int64_t c = 0; c < C; c++) y[c] = (T)((double)x[c] * A[c] + B[c]);          \
+    }                                                                                    \
     static void S_##_bn_dx(const char *pdy, const char *px, char *pdx, int64_t n,        \
                            double k1, double m, double k2, double k3)                    \
-    {                                                                                     \
+    {                                                                                    \
         const T *restrict dy = (const T *)pdy, *restrict x = (const T *)px;              \
-        T *restrict dx = (T *)pdx;                                                        \
-        for (int64_t i = 0; i < n; i++)                                                   \
-            dx[i] = (T)((double)dy[i] * k1 + ((double)x[i] - m) * k2 + k3);               \
-    }                                                                                     \
+        T *restrict dx = (T *)pdx;                                                       \
+        for (int64_t i = 0; i < n; i++)                                                  \
+            dx[i] = (T)((double)dy[i] * k1 + ((double)x[i] - m) * k2 + k3);              \
+    }                                                                                    \
     static void S_##_row1_bn_dx(const char *pdy, const char *px, char *pdx, int64_t C,   \
                                 const double *k1, const double *m, const double *k2,     \
                                 const double *k3)                                        \
-    {                                                                                     \
+    {                                                                                    \
         const T *restrict dy = (const T *)pdy, *restrict x = (const T *)px;              \
-        T *restrict dx = (T *)pdx;                                                        \
-        for (int64_t c = 0; c < C; c++)                                                   \
+        T *restrict dx = (T *)pdx;                                                       \
+        for (int64_t c = 0; c < C; c++)                                                  \
             dx[c] = (T)((double)dy[c] * k1[c] + ((double)x[c] - m[c]) * k2[c] + k3[c]);  \
-    }                                                                                     \
+    }                                                                                    \
     static void S_##_row_fwd(const char *px, char *py, int64_t cpg, int64_t S,           \
                              const char *pw, const char *pb, double eps, double *mean,   \
                              double *rstd)                                               \
-    {                                                                                     \
-        const T *restrict x = (const T *)px;                                              \
+    {                                                                                    \
+        const T *restrict x = (const T *)px;                                             \
         const T *restrict w = (const T *)pw, *restrict b = (const T *)pb;                \
-        T *restrict y = (T *)py;                                                          \
-        int64_t L = cpg * S, j;                                                           \
-        double m = 0, v = 0;                                                              \
-        if (L > 0) { /* one pass, shifted by the row's first value */                     \
-            double s0, s1, sh = (double)x[0];                                             \
-            S_##_seg_sums(px, NULL, L, sh, 0, false, &s0, &s1);                           \
-            m = sh + s0 / (double)L;                                                      \
-            v = (s1 - s0 * s0 / (double)L) / (double)L;                                   \
-            if (v < 0) v = 0;                                                             \
-        }                                                                                 \
-        double r = 1.0 / sqrt(v + eps);                                                   \
-        *mean = m;                                                                        \
-        *rstd = r;                                                                        \
-        /* the output in T arithmetic (as torch): (x - mean) * rstd * w + b */            \
-        T mt = (T)m, rt = (T)r;                                                           \
-        if (S == 1) {                                                                     \
-            if (w && b)                                                                   \
-                for (j = 0; j < L; j++) y[j] = (x[j] - mt) * rt * w[j] + b[j];            \
-            else if (w)                                                                   \
-                for (j = 0; j < L; j++) y[j] = (x[j] - mt) * rt * w[j];                   \
-            else if (b)                                                                   \
-                for (j = 0; j < L; j++) y[j] = (x[j] - mt) * rt + b[j];                   \
-            else                                                                          \
-                for (j = 0; j < L; j++) y[j] = (x[j] - mt) * rt;                          \
-            return;                                                                       \
-        }                                                                                 \
-        for (int64_t c = 0; c < cpg; c++) {                                               \
-            T A = w ? rt * w[c] : rt, B = b ? b[c] : (T)0;                                \
-            const T *restrict xc = x + c * S;                                             \
-            T *restrict yc = y + c * S;                                                   \
-            for (int64_t s = 0; s < S; s++) yc[s] = (xc[s] - mt) * A + B;                 \
-        }                                                                                 \
-    }                                                                                     \
+        T *restrict y = (T *)py;                                                         \
+        int64_t L = cpg * S, j;                                                          \
+        double m = 0, v = 0;                                                             \
+        if (L > 0) { /* one pass, shifted by the row's first value */                    \
+            double s0, s1, sh = (double)x[0];                                            \
+            S_##_seg_sums(px, NULL, L, sh, 0, false, &s0, &s1);                          \
+            m = sh + s0 / (double)L;                                                     \
+            v = (s1 - s0 * s0 / (double)L) / (double)L;                                  \
+            if (v < 0) v = 0;                                                            \
+        }                                                                                \
+        double r = 1.0 / sqrt(v + eps);                                                  \
+        *mean = m;                                                                       \
+        *rstd = r;                                                                       \
+        /* the output in T arithmetic (as torch): (x - mean) * rstd * w + b */           \
+        T mt = (T)m, dt = (T)(m - (double)mt), rt = (T)r; /* mean = mt + dt */           \
+        if (S == 1) {                                                                    \
+            if (w && b)                                                                  \
+                for (j = 0; j < L; j++) y[j] = ((x[j] - mt) - dt) * rt * w[j] + b[j];    \
+            else if (w)                                                                  \
+                for (j = 0; j < L; j++) y[j] = ((x[j] - mt) - dt) * rt * w[j];           \
+            else if (b)                                                                  \
+                for (j = 0; j < L; j++) y[j] = ((x[j] - mt) - dt) * rt + b[j];           \
+            else                                                                         \
+                for (j = 0; j < L; j++) y[j] = ((x[j] - mt) - dt) * rt;                  \
+            return;                                                                      \
+        }                                                                                \
+        for (int64_t c = 0; c < cpg; c++) {                                              \
+            T A = w ? rt * w[c] : rt, B = b ? b[c] : (T)0;                               \
+            const T *restrict xc = x + c * S;                                            \
+            T *restrict yc = y + c * S;                                                  \
+            for (int64_t s = 0; s < S; s++) yc[s] = ((xc[s] - mt) - dt) * A + B;         \
+        }                                                                                \
+    }                                                                                    \
     /* One element of the layer-norm backward's first pass. */                           \
-    static inline void S_##_bwd_el(T x, T d, T wj, T mt, T rt, T *g1, T *g2, T *pw, T *pb) \
-    {                                                                                     \
-        T xh = (x - mt) * rt, g = d * wj;                                                 \
-        *g1 += g;                                                                         \
-        *g2 += g * xh;                                                                    \
-        if (pw) *pw += d * xh;                                                            \
-        if (pb) *pb += d;                                                                 \
-    }                                                                                     \
+    static inline void S_##_bwd_el(T x, T d, T wj, T mt, T dt, T rt, T *g1, T *g2, T *pw, \
+                                   T *pb)                                                \
+    {                                                                                    \
+        T xh = ((x - mt) - dt) * rt, g = d * wj;                                         \
+        *g1 += g;                                                                        \
+        *g2 += g * xh;                                                                   \
+        if (pw) *pw += d * xh;                                                           \
+        if (pb) *pb += d;                                                                \
+    }                                                                                    \
     static void S_##_row_bwd(const char *px, const char *pdy, char *pdx, int64_t cpg,    \
                              int64_t S, const char *pw, double m, double r, char *ppw,   \
                              char *ppb)                                                  \
-    {                                                                                     \
+    {                                                                                    \
         const T *restrict x = (const T *)px, *restrict dy = (const T *)pdy;              \
-        const T *restrict w = (const T *)pw;                                              \
+        const T *restrict w = (const T *)pw;                                             \
         T *restrict dx = (T *)pdx, *restrict pwp = (T *)ppw, *restrict pbp = (T *)ppb;   \
-        int64_t L = cpg * S;                                                              \
-        T mt = (T)m, rt = (T)r;                                                           \
-        double l1[LANES] = {0}, l2[LANES] = {0};                                          \
-        if (S == 1) {                                                                     \
-            /* pass 1: sums of g = dy*w and g*xhat, and the dw/db contributions */        \
-            int64_t j = LN_PASS1(x, dy, w, L, mt, rt, pwp, pbp, l1, l2);                  \
-            for (int k = 0; j < L; j++, k = (k + 1) % LANES) {                            \
-                T g1 = 0, g2 = 0;                                                         \
-                S_##_bwd_el(x[j], dy[j], w ? w[j] : 1, mt, rt, &g1, &g2,                  \
-                            pwp ? &pwp[j] : NULL, pbp ? &pbp[j] : NULL);                  \
-                l1[k] += (double)g1;                                                      \
-                l2[k] += (double)g2;                                                      \
-            }                                                                             \
-        } else {                                                                          \
-            for (int64_t c = 0; c < cpg; c++) {                                           \
-                double wc = w ? (double)w[c] : 1, sd, sdx;                                \
+        int64_t L = cpg * S;                                                             \
+        T mt = (T)m, dt = (T)(m - (double)mt), rt = (T)r; /* mean = mt + dt */           \
+        double l1[LANES] = {0}, l2[LANES] = {0};                                         \
+        if (S == 1) {                                                                    \
+            /* pass 1: sums of g = dy*w and g*xhat, and the dw/db contributions */       \
+            int64_t j = LN_PASS1(x, dy, w, L, mt, dt, rt, pwp, pbp, l1, l2);             \
+            for (int k = 0; j < L; j++, k = (k + 1) % LANES) {                           \
+                T g1 = 0, g2 = 0;                                                        \
+                S_##_bwd_el(x[j], dy[j], w ? w[j] : 1, mt, dt, rt, &g1, &g2,             \
+                            pwp ? &pwp[j] : NULL, pbp ? &pbp[j] : NULL);                 \
+                l1[k] += (double)g1;                                                     \
+                l2[k] += (double)g2;                                                     \
+            }                                                                            \
+        } else {                                                                         \
+            for (int64_t c = 0; c < cpg; c++) {                                          \
+                double wc = w ? (double)w[c] : 1, sd, sdx;                               \
                 S_##_seg_sums((const char *)(dy + c * S), (const char *)(x + c * S), S, 0, \
-                              m, true, &sd, &sdx);                                        \
-                sdx *= r; /* sum dy * xhat */                                             \
-                l1[c % LANES] += wc * sd;                                                 \
-                l2[c % LANES] += wc * sdx;                                                \
-                if (pwp) pwp[c] += (T)sdx;                                                \
-                if (pbp) pbp[c] += (T)sd;                                                 \
-            }                                                                             \
-        }                                                                                 \
-        if (!dx) return;                                                                  \
-        /* pass 2: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) */                   \
+                              m, true, &sd, &sdx);                                       \
+                sdx *= r; /* sum dy * xhat */                                            \
+                l1[c % LANES] += wc * sd;                                                \
+                l2[c % LANES] += wc * sdx;                                               \
+                if (pwp) pwp[c] += (T)sdx;                                               \
+                if (pbp) pbp[c] += (T)sd;                                                \
+            }                                                                            \
+        }                                                                                \
+        if (!dx) return;                                                                 \
+        /* pass 2: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) */                  \
         T a1 = (T)(L ? join8(l1) / (double)L : 0), a2 = (T)(L ? join8(l2) / (double)L : 0); \
-        if (S == 1) {                                                                     \
-            if (w)                                                                        \
-                for (int64_t j = 0; j < L; j++)                                           \
-                    dx[j] = rt * (dy[j] * w[j] - a1 - (x[j] - mt) * rt * a2);             \
-            else                                                                          \
-                for (int64_t j = 0; j < L; j++)                                           \
-                    dx[j] = rt * (dy[j] - a1 - (x[j] - mt) * rt * a2);                    \
-            return;                                                                       \
-        }                                                                                 \
-        for (int64_t c = 0; c < cpg; c++) {                                               \
-            T wc = w ? w[c] : (T)1;                                                       \
-            const T *restrict xc = x + c * S, *restrict dc = dy + c * S;                  \
-            T *restrict oc = dx + c * S;                                                  \
-            for (int64_t s = 0; s < S; s++)                                               \
-                oc[s] = rt * (dc[s] * wc - a1 - (xc[s] - mt) * rt * a2);                  \
-        }                                                                                 \
-    }                                                                                     \
-    /* dst[i] += t[i] for n values of T, then t[i] = 0 */                                 \
+        if (S == 1) {                                                                    \
+            if (w)                                                                       \
+                for (int64_t j = 0; j < L; j++)                                          \
+                    dx[j] = rt * (dy[j] * w[j] - a1 - ((x[j] - mt) - dt) * rt * a2);     \
+            else                                                                         \
+                for (int64_t j = 0; j < L; j++)                                          \
+                    dx[j] = rt * (dy[j] - a1 - ((x[j] - mt) - dt) * rt * a2);            \
+            return;                                                                      \
+        }                                                                                \
+        for (int64_t c = 0; c < cpg; c++) {                                              \
+            T wc = w ? w[c] : (T)1;                                                      \
+            const T *restrict xc = x + c * S, *restrict dc = dy + c * S;                 \
+            T *restrict oc = dx + c * S;                                                 \
+            for (int64_t s = 0; s < S; s++)                                              \
+                oc[s] = rt * (dc[s] * wc - a1 - ((xc[s] - mt) - dt) * rt * a2);          \
+        }                                                                                \
+    }                                                                                    \
+    /* dst[i] += t[i] for n values of T, then t[i] = 0 */                                \
     static void S_##_flush(char *pt, double *restrict dst, int64_t n)                    \
-    {                                                                                     \
-        T *restrict t = (T *)pt;                                                          \
-        for (int64_t i = 0; i < n; i++) {                                                 \
-            dst[i] += (double)t[i];                                                       \
-            t[i] = 0;                                                                     \
-        }                                                                                 \
-    }                                                                                     \
-    static const norm_prims S_##_prims = {S_##_seg_sums, S_##_row1_sums, S_##_affine,     \
-                                          S_##_row1_affine, S_##_bn_dx, S_##_row1_bn_dx,  \
+    {                                                                                    \
+        T *restrict t = (T *)pt;                                                         \
+        for (int64_t i = 0; i < n; i++) {                                                \
+            dst[i] += (double)t[i];                                                      \
+            t[i] = 0;                                                                    \
+        }                                                                                \
+    }                                                                                    \
+    static const norm_prims S_##_prims = {S_##_seg_sums, S_##_row1_sums, S_##_affine,    \
+                                          S_##_row1_affine, S_##_bn_dx, S_##_row1_bn_dx, \
                                           S_##_row_fwd, S_##_row_bwd, S_##_flush};
 NORM_PRIMS(f32, float, f32_block_sums, f32_ln_pass1)
 NORM_PRIMS(f64, double, no_block_sums, no_ln_pass1)
@@ -485,7 +488,8 @@ static void bn_apply(const norm_args *a, const norm_prims *p, const double *A, c
     int nt = wki_threads_for(N * C * S, GRAIN);
     if (S == 1) {
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t n = 0; n < N; n++) p->row1_affine(a->x + n * C * es, a->y + n * C * es, C, A, B);
+        for (int64_t n = 0; n < N; n++)
+            p->row1_affine(a->x + n * C * es, a->y + n * C * es, C, A, B);
         return;
     }
 #pragma omp parallel for num_threads(nt) schedule(static)

@@ -8,7 +8,10 @@ TestSuite(attention, .init = tu_setup, .fini = tu_teardown);
 /* ---- inputs ---- */
 
 /* The formula of the PyTorch references: ((i*i*a + i*b + 3) % 31) / 10 - 1.5. */
-static double fq(int64_t i, int a, int b) { return (double)((i * i * a + i * b + 3) % 31) / 10.0 - 1.5; }
+static double fq(int64_t i, int a, int b)
+{
+    return (double)((i * i * a + i * b + 3) % 31) / 10.0 - 1.5;
+}
 
 static wk_tensor *fill(const int64_t *shape, int nd, wk_dtype dt, int a, int b, double scale)
 {
@@ -84,7 +87,8 @@ static void naive_attention(const naive_in *in, double *o, double *dq, double *d
 {
     int64_t Tq = in->Tq, Tk = in->Tk, D = in->D, Dv = in->Dv;
     double scale = 1 / sqrt((double)D);
-    double *P = malloc(sizeof(double) * (size_t)(Tq * Tk)), *W = malloc(sizeof(double) * (size_t)(Tq * Tk));
+    double *P = malloc(sizeof(double) * (size_t)(Tq * Tk));
+    double *W = malloc(sizeof(double) * (size_t)(Tq * Tk));
     for (int64_t b = 0; b < in->nb; b++) {
         const double *q = in->q + b * Tq * D, *k = in->k + b * Tk * D, *v = in->v + b * Tk * Dv;
         for (int64_t i = 0; i < Tq; i++) {
@@ -345,7 +349,8 @@ static void sdpa_vs_torch(wk_dtype dt, double tol)
     cr_assert_eq(wk_backward_ex(o, dO, false), 0, "%s", wk_last_error());
     expect_shape(m->grad, 3, 5);
     expect_near(m->grad, fmask_dmask, tol, tol, "dmask");
-    wk_tensor *bm = wk_ne_scalar(tu_f32(WK_SHAPE(3, 5), 1, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0), 0);
+    wk_tensor *bm =
+        wk_ne_scalar(tu_f32(WK_SHAPE(3, 5), 1, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0), 0);
     expect_near(wk_scaled_dot_product_attention(q, k, v, bm, false, 0, NULL), bmask_o, tol, tol,
                 "o (bool mask)");
     q = wk_requires_grad_(fill(WK_SHAPE(2, 4, 4), dt, 5, 1, 1), true);
@@ -477,8 +482,9 @@ Test(attention, sdpa_layouts)
 Test(attention, sdpa_edges)
 {
     /* one query and key; D = 1; Tq > Tk causal (the rows past Tk see every key) */
-    expect_values(wk_scaled_dot_product_attention(tu_f64(WK_SHAPE(1, 1), 2), tu_f64(WK_SHAPE(1, 1), 3),
-                                                  tu_f64(WK_SHAPE(1, 2), 4, 5), NULL, true, 0, NULL),
+    wk_tensor *q1 = tu_f64(WK_SHAPE(1, 1), 2), *k1 = tu_f64(WK_SHAPE(1, 1), 3);
+    expect_values(wk_scaled_dot_product_attention(q1, k1, tu_f64(WK_SHAPE(1, 2), 4, 5), NULL,
+                                                  true, 0, NULL),
                   1e-15, 4, 5);
     wk_tensor *q = rand_t(WK_SHAPE(5, 3), WK_DTYPE_F64, 20, -1, 1);
     wk_tensor *k = rand_t(WK_SHAPE(2, 3), WK_DTYPE_F64, 21, -1, 1);
@@ -488,7 +494,8 @@ Test(attention, sdpa_edges)
     cr_assert(tu_at(o, 1) > 1 && tu_at(o, 1) < 3);
     /* a fully masked row is NaN, as torch's math implementation gives */
     wk_tensor *bm = wk_ne_scalar(tu_f32(WK_SHAPE(2, 2), 0, 0, 1, 0), 0);
-    wk_tensor *om = wk_scaled_dot_product_attention(wk_narrow(q, 0, 0, 2), k, v, bm, false, 0, NULL);
+    wk_tensor *om =
+        wk_scaled_dot_product_attention(wk_narrow(q, 0, 0, 2), k, v, bm, false, 0, NULL);
     cr_assert(isnan(tu_at(om, 0)));
     cr_assert_float_eq(tu_at(om, 1), 1, 0);
     /* 0-size dims */
@@ -549,8 +556,8 @@ Test(attention, qkv_matches_split_heads)
         wk_tensor *o = wk_qkv_attention(qkv, 2, causal, 0, NULL);
         expect_shape(o, 3, 7, 8);
         tu_expect_values(o, as_doubles(merged), wk_numel(o), 1e-14, 1e-14, "qkv vs split heads");
-        tu_expect_values(wk_qkv_attention(swapped_copy(qkv), 2, causal, 0, NULL), as_doubles(merged),
-                         wk_numel(o), 1e-14, 1e-14, "transposed qkv");
+        tu_expect_values(wk_qkv_attention(swapped_copy(qkv), 2, causal, 0, NULL),
+                         as_doubles(merged), wk_numel(o), 1e-14, 1e-14, "transposed qkv");
     }
     /* float32, one head, T = 1 */
     wk_tensor *qkv = rand_t(WK_SHAPE(2, 1, 9), WK_DTYPE_F32, 45, -1, 1);
@@ -562,7 +569,8 @@ Test(attention, qkv_matches_split_heads)
 
 Test(attention, qkv_large_thread_independent)
 {
-    wk_tensor *qkv = wk_requires_grad_(rand_t(WK_SHAPE(4, 65, 3 * 96), WK_DTYPE_F32, 50, -1, 1), true);
+    wk_tensor *qkv =
+        wk_requires_grad_(rand_t(WK_SHAPE(4, 65, 3 * 96), WK_DTYPE_F32, 50, -1, 1), true);
     wk_tensor *dO = rand_t(WK_SHAPE(4, 65, 96), WK_DTYPE_F32, 51, -1, 1);
     wk_tensor *o[2], *g[2];
     for (int t = 0; t < 2; t++) {
@@ -653,6 +661,15 @@ Test(attention, sdpa_gradcheck_layouts)
                               swapped_copy(rand_t(WK_SHAPE(2, 4, 3), WK_DTYPE_F64, 105, -1, 1)),
                               swapped_copy(rand_t(WK_SHAPE(2, 4, 2), WK_DTYPE_F64, 106, -1, 1))},
               3, "sdpa strided");
+    /* causal query blocks (Tq >= 64), with Tq < Tk, without and with dropout */
+    for (int d = 0; d < 2; d++) {
+        sdpa_case c3 = {true, false, false, d ? 0.3 : 0};
+        gradcheck(sdpa_fn, &c3,
+                  (wk_tensor *[]){rand_t(WK_SHAPE(1, 70, 2), WK_DTYPE_F64, 107 + d, -1, 1),
+                                  rand_t(WK_SHAPE(1, 75, 2), WK_DTYPE_F64, 109 + d, -1, 1),
+                                  rand_t(WK_SHAPE(1, 75, 2), WK_DTYPE_F64, 111 + d, -1, 1)},
+                  3, d ? "sdpa causal blocks, dropout" : "sdpa causal blocks");
+    }
 }
 
 typedef struct {
@@ -688,8 +705,6 @@ Test(attention, errors)
     wk_tensor *q = wk_zeros(WK_SHAPE(2, 3, 4), WK_DTYPE_F32);
     wk_tensor *k = wk_zeros(WK_SHAPE(2, 5, 4), WK_DTYPE_F32);
     wk_tensor *v = wk_zeros(WK_SHAPE(2, 5, 6), WK_DTYPE_F32);
-    const char *n = "scaled_dot_product_attention: ";
-    (void)n;
     expect_error(wk_scaled_dot_product_attention(q, NULL, v, NULL, false, 0, NULL), "is NULL");
     expect_error(wk_scaled_dot_product_attention(q, wk_zeros(WK_SHAPE(2, 5, 3), WK_DTYPE_F32), v,
                                                  NULL, false, 0, NULL),
@@ -721,8 +736,8 @@ Test(attention, errors)
     expect_error(wk_scaled_dot_product_attention(q, k, v, wk_zeros(WK_SHAPE(3, 4), WK_DTYPE_BOOL),
                                                  false, 0, NULL),
                  "attn_mask of shape [3, 4] does not broadcast to the scores' shape [2, 3, 5]");
-    expect_error(wk_scaled_dot_product_attention(q, k, v, wk_zeros(WK_SHAPE(1, 2, 3, 5), WK_DTYPE_F32),
-                                                 false, 0, NULL),
+    expect_error(wk_scaled_dot_product_attention(
+                     q, k, v, wk_zeros(WK_SHAPE(1, 2, 3, 5), WK_DTYPE_F32), false, 0, NULL),
                  "does not broadcast");
     expect_error(wk_scaled_dot_product_attention(q, k, v, wk_zeros(WK_SHAPE(3, 5), WK_DTYPE_I64),
                                                  false, 0, NULL),

@@ -155,6 +155,10 @@ static void module_to_f64(wk_module *m)
     for (int i = 0; i < m->nchildren; i++) module_to_f64(m->children[i].module);
 }
 
+static void naive_layer_norm(const wk_tensor *x, int64_t L, const wk_tensor *w,
+                             const wk_tensor *b, const wk_tensor *dy, double eps, double *y,
+                             double *dx, double *dw, double *db);
+
 /* ---- batch norm: values against PyTorch ---- */
 
 /* The references: torch 1.13, float64,
@@ -303,7 +307,10 @@ static void batch_norm_large(const int64_t *shape, int nd, wk_dtype dt, double t
     free(db);
 }
 
-Test(norm, batch_norm_large_spatial) { batch_norm_large(WK_SHAPE(37, 13, 9, 61), WK_DTYPE_F32, 2e-5); }
+Test(norm, batch_norm_large_spatial)
+{
+    batch_norm_large(WK_SHAPE(37, 13, 9, 61), WK_DTYPE_F32, 2e-5);
+}
 Test(norm, batch_norm_large_2d) { batch_norm_large(WK_SHAPE(3001, 37), WK_DTYPE_F32, 2e-5); }
 Test(norm, batch_norm_large_f64) { batch_norm_large(WK_SHAPE(211, 5, 67), WK_DTYPE_F64, 1e-10); }
 
@@ -316,6 +323,15 @@ Test(norm, batch_norm_large_mean_small_spread)
     double *y = malloc(sizeof(double) * 3000);
     naive_batch_norm(x32, NULL, NULL, NULL, 0, y, NULL, NULL, NULL);
     expect_near(wk_batch_norm(x32, NULL, NULL, NULL, NULL, true, 0.1, 0), y, 1e-3, 1e-3, "y");
+    free(y);
+    /* spatial runs long enough for the float32 blocks, and layer norm over such rows */
+    wk_tensor *z = wk_to_dtype(rand_t(WK_SHAPE(30, 2, 70), WK_DTYPE_F64, 8, -1e4, -1e4 + 1e-2),
+                               WK_DTYPE_F32);
+    y = malloc(sizeof(double) * 4200);
+    naive_batch_norm(z, NULL, NULL, NULL, 0, y, NULL, NULL, NULL);
+    expect_near(wk_batch_norm(z, NULL, NULL, NULL, NULL, true, 0.1, 0), y, 1e-3, 1e-3, "y");
+    naive_layer_norm(z, 70, NULL, NULL, NULL, 0, y, NULL, NULL, NULL);
+    expect_near(wk_layer_norm(z, WK_SHAPE(70), NULL, NULL, 0), y, 1e-3, 1e-3, "layer norm");
     free(y);
 }
 
@@ -948,8 +964,8 @@ Test(norm, batch_norm_module_steps_match_torch)
         module_to_f64(m);
         for (int t = 0; t < 3; t++) {
             wk_frame_begin();
-            cr_assert_not_null(wk_module_forward(m, fill(WK_SHAPE(5, 3), WK_DTYPE_F64, 11, 2 + 5 * t)),
-                               "%s", wk_last_error());
+            wk_tensor *x = fill(WK_SHAPE(5, 3), WK_DTYPE_F64, 11, 2 + 5 * t);
+            cr_assert_not_null(wk_module_forward(m, x), "%s", wk_last_error());
             wk_frame_end();
         }
         expect_near(wk_module_find(m, "running_mean"), rm[k], 1e-12, 1e-12, "running_mean");
