@@ -226,12 +226,14 @@ static void gradcheck(gc_fn fn, void *user, wk_tensor *const *in, int n, const c
 
 static void module_to_f64(wk_module *m)
 {
+    wk_no_grad_begin(); /* the copies are new leaves, not outputs of a cast */
     for (int i = 0; i < m->nparams; i++) {
         wk_tensor *c = wk_keep(wk_to_dtype(m->params[i].tensor, WK_DTYPE_F64));
         wk_tensor_free(m->params[i].tensor);
         m->params[i].tensor = wk_requires_grad_(c, true);
     }
     for (int i = 0; i < m->nchildren; i++) module_to_f64(m->children[i].module);
+    wk_no_grad_end();
 }
 
 /* ---- values against PyTorch ---- */

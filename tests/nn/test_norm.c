@@ -141,6 +141,7 @@ static void gradcheck(gc_fn fn, void *user, wk_tensor *const *in, int n, const c
 /* Parameters (and floating buffers) of a module converted to float64 in place. */
 static void module_to_f64(wk_module *m)
 {
+    wk_no_grad_begin(); /* the copies are new leaves, not outputs of a cast */
     for (int i = 0; i < m->nparams; i++) {
         wk_tensor *c = wk_keep(wk_to_dtype(m->params[i].tensor, WK_DTYPE_F64));
         wk_tensor_free(m->params[i].tensor);
@@ -153,6 +154,7 @@ static void module_to_f64(wk_module *m)
         m->buffers[i].tensor = c;
     }
     for (int i = 0; i < m->nchildren; i++) module_to_f64(m->children[i].module);
+    wk_no_grad_end();
 }
 
 static void naive_layer_norm(const wk_tensor *x, int64_t L, const wk_tensor *w,
