@@ -1,7 +1,8 @@
 /* Batch, layer and group normalisation: one front-end (norm_forward) that validates,
  * allocates and records the autograd node; fused CPU kernels (batch norm: per-channel
  * shifted sums in one pass and the output in a second, backward in two passes; layer and
- * group norm: each row's statistics, output and gradients while the row is in cache);
+ * group norm: each row's statistics (one shifted pass), output and gradients (two passes)
+ * while the row is in cache);
  * and the BatchNorm1d/2d, LayerNorm and GroupNorm modules.
  *
  * Every tensor is viewed as x (N, C, S): batch norm normalises each channel c over N*S
@@ -181,7 +182,10 @@ static int64_t no_ln_pass1(const double *x, const double *dy, const double *w, i
     return 0;
 }
 
-/* Typed pieces, one set per float dtype. All arithmetic is in double.
+/* Typed pieces, one set per float dtype. Sums accumulate in double (float32 in groups
+ * of 8 first); batch norm's outputs are computed in double; layer/group norm's outputs
+ * and gradients in the input's dtype as torch does, with the mean split into its T value
+ * and rounding error (mt + dt) so that x - mean stays accurate when |mean| >> std.
  *
  * seg_sums: over n elements, (sum u, sum u^2) with u = a - sa (statistics), or, with
  *   grad, (sum a, sum a * (b - sb)) (a = dy, b = x: the batch-norm backward sums).
