@@ -34,6 +34,9 @@ int wk_backward_ex(wk_tensor *out, const wk_tensor *grad, bool retain_graph);
 wk_tensor *wk_requires_grad_(wk_tensor *t, bool requires_grad);
 /* A new handle on t's data with no graph and requires_grad off. */
 wk_tensor *wk_detach(wk_tensor *t);
+/* Take t's grad away from t: it moves into the current frame (released at its end; kept
+ * persistent when no frame is open) and t->grad becomes NULL. Returns it (or NULL). */
+wk_tensor *wk_grad_take(wk_tensor *t);
 /* Zero the grads of n tensors (those without a grad are skipped). */
 void wk_zero_grad(wk_tensor *const *ts, int n);
 

@@ -84,6 +84,15 @@ wk_tensor *wk_detach(wk_tensor *t)
     return wk_alias(t); /* an alias has no graph and requires_grad off */
 }
 
+wk_tensor *wk_grad_take(wk_tensor *t)
+{
+    if (!t || !t->grad) return NULL;
+    wk_tensor *g = t->grad;
+    t->grad = NULL;
+    wki_frame_register(g);
+    return g;
+}
+
 void wk_zero_grad(wk_tensor *const *ts, int n)
 {
     for (int k = 0; k < n; k++)

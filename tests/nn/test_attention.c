@@ -404,9 +404,9 @@ static void sdpa_large(const int64_t *qs, int nd, const int64_t *ks, int nk, con
         wk_set_num_threads(t ? 3 : 1);
         out[t] = wk_scaled_dot_product_attention(q, k, v, m, causal, 0, NULL);
         cr_assert_eq(wk_backward_ex(out[t], dO, false), 0, "%s", wk_last_error());
-        g[t][0] = wk_keep(q->grad);
-        g[t][1] = wk_keep(k->grad);
-        g[t][2] = wk_keep(v->grad);
+        g[t][0] = wk_grad_take(q);
+        g[t][1] = wk_grad_take(k);
+        g[t][2] = wk_grad_take(v);
         q->grad = k->grad = v->grad = NULL;
     }
     wk_set_num_threads(0);
@@ -579,7 +579,7 @@ Test(attention, qkv_large_thread_independent)
         wk_set_num_threads(t ? 3 : 1);
         o[t] = wk_qkv_attention(qkv, 4, true, 0, NULL);
         cr_assert_eq(wk_backward_ex(o[t], dO, false), 0, "%s", wk_last_error());
-        g[t] = wk_keep(qkv->grad);
+        g[t] = wk_grad_take(qkv);
         qkv->grad = NULL;
     }
     wk_set_num_threads(0);

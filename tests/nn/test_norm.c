@@ -291,9 +291,9 @@ static void batch_norm_large(const int64_t *shape, int nd, wk_dtype dt, double t
         wk_set_num_threads(t ? 3 : 1);
         out[t] = wk_batch_norm(x, NULL, NULL, w, b, true, 0.1, 1e-5);
         cr_assert_eq(wk_backward_ex(out[t], dy, false), 0, "%s", wk_last_error());
-        grads[t][0] = wk_keep(x->grad);
-        grads[t][1] = wk_keep(w->grad);
-        grads[t][2] = wk_keep(b->grad);
+        grads[t][0] = wk_grad_take(x);
+        grads[t][1] = wk_grad_take(w);
+        grads[t][2] = wk_grad_take(b);
         x->grad = w->grad = b->grad = NULL;
     }
     wk_set_num_threads(0);
@@ -570,9 +570,9 @@ Test(norm, layer_norm_large)
         wk_set_num_threads(t ? 3 : 1);
         out[t] = wk_layer_norm(x, &L, 1, w, b, 1e-5);
         cr_assert_eq(wk_backward_ex(out[t], dy, false), 0, "%s", wk_last_error());
-        g[t][0] = wk_keep(x->grad);
-        g[t][1] = wk_keep(w->grad);
-        g[t][2] = wk_keep(b->grad);
+        g[t][0] = wk_grad_take(x);
+        g[t][1] = wk_grad_take(w);
+        g[t][2] = wk_grad_take(b);
         x->grad = w->grad = b->grad = NULL;
     }
     wk_set_num_threads(0);
