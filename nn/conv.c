@@ -283,34 +283,45 @@ static int64_t chunk_rows(const conv_geom *g)
  * A plan describes one stride-1 convolution of `ci` padded input planes (plane stride ps,
  * row length wp) into `co` output channels over the extended grid of qr positions
  * (q = oh*wp + ow, rounded up to whole register blocks). toff[t] is the offset of tap t
- * (i*dh*wp + j*dw); entries past ntaps are 0 (dummy taps of a partial block). */
+ * (i*dh*wp + j*dw). */
 #define DIRECT_MAX_TAPS 256
 #define DIRECT_MAX_K 288            /* ci*kh*kw up to which AUTO takes the direct path */
 #define DIRECT_MAX_PLANES (1 << 20) /* padded input elements per image and group */
+#define DW_R 12                     /* (channel, tap) pairs per weight-gradient block */
 
 typedef struct {
     int64_t ci, co, ntaps, ps, wp, qr;
-    int64_t toff[DIRECT_MAX_TAPS + 8];
+    int64_t toff[DIRECT_MAX_TAPS];
 } dplan;
 
+/* The weight-gradient kernel's view: positions (oh, ow) < (OH, OW) of one image, dyT
+ * (OH*OW, ogr) (output channels innermost, zero past co), the padded planes xp as above
+ * and offs[k] = c*ps + toff[t] for the K = ci*ntaps weights of an output channel (kr =
+ * K rounded up to DW_R, dummies 0). */
+typedef struct {
+    int64_t K, kr, co, ogr, OH, OW, wp;
+    const int64_t *offs;
+} dwplan;
+
 /* fwd: ext (OB, qr) = packed weights (ci, ntaps, OB) applied to xp (+ bias (OB) or 0).
- * dw: dwp (co, ci, ntaps) += sum over q of dy (co rounded up to OBW rows, qr) times xp
- * shifted by each tap. */
+ * dw: dwt (K, ogr) += sum over positions of dyT[pos] * xp[pos + offs[k]] (a vector over
+ * the output channels per weight: no lane sums, no wasted positions); with bias (co
+ * values, not NULL), also bias += sum over positions of dyT[pos] (in position order). */
 typedef void (*dfwd_fn)(const dplan *p, const void *xp, const void *wp, const void *bias,
                         void *ext);
-typedef void (*ddw_fn)(const dplan *p, const void *xp, const void *dy, void *dwp);
+typedef void (*ddw_fn)(const dwplan *p, const void *xp, const void *dyt, void *dwt,
+                       void *bias);
 
 typedef struct {
     dfwd_fn fwd;
-    ddw_fn dw;
-    int ob, qb;   /* fwd: output channels per block, positions per block */
-    int obw, tb;  /* dw: output channels x taps per block */
-    int vl;       /* elements per vector */
+    ddw_fn dw, dw_half; /* vectors of `lanes` and lanes/2 output channels */
+    int ob, qb;         /* fwd: output channels per block, positions per block */
+    int lanes;          /* elements per vector */
 } dvariant;
 
 /* The micro-kernels, instantiated per element type and vector width (VB bytes) with the
  * register blocking that fits the target's register file. */
-#define DEF_DIRECT(S, T, VB, OB, QV, OBW, TB, ATTR)                                      \
+#define DEF_DFWD(S, T, VB, OB, QV, ATTR)                                                 \
     ATTR static void dfwd_##S(const dplan *p, const void *xp_, const void *wp_,           \
                               const void *bias_, void *ext_)                              \
     {                                                                                    \
@@ -336,61 +347,82 @@ typedef struct {
                 for (int v = 0; v < QV; v++)                                             \
                     memcpy(ext + a * p->qr + q0 + v * VL, &acc[a][v], sizeof(V));        \
         }                                                                                \
-    }                                                                                    \
-    ATTR static void ddw_##S(const dplan *p, const void *xp_, const void *dy_, void *dwp_) \
+    }
+#define DEF_DDW(S, T, VB, ATTR)                                                          \
+    ATTR static void ddw_##S(const dwplan *p, const void *xp_, const void *dyt_, void *dwt_, \
+                             void *bias_)                                                \
     {                                                                                    \
         typedef T V __attribute__((vector_size(VB)));                                    \
         enum { VL = VB / sizeof(T) };                                                    \
-        const T *xp = xp_, *dy = dy_;                                                    \
-        T *dwp = dwp_;                                                                   \
-        for (int64_t o0 = 0; o0 < p->co; o0 += OBW)                                      \
-            for (int64_t c = 0; c < p->ci; c++)                                          \
-                for (int64_t t0 = 0; t0 < p->ntaps; t0 += TB) {                          \
-                    const T *xc = xp + c * p->ps, *dyo = dy + o0 * p->qr;                \
-                    const T *xt[TB];                                                     \
-                    for (int b = 0; b < TB; b++) xt[b] = xc + p->toff[t0 + b];           \
-                    V acc[OBW][TB];                                                      \
-                    for (int a = 0; a < OBW; a++)                                        \
-                        for (int b = 0; b < TB; b++) acc[a][b] = (V){0};                 \
-                    for (int64_t q = 0; q < p->qr; q += VL) {                            \
-                        V dv[OBW];                                                       \
-                        for (int a = 0; a < OBW; a++)                                    \
-                            memcpy(&dv[a], dyo + a * p->qr + q, sizeof(V));              \
-                        for (int b = 0; b < TB; b++) {                                   \
-                            V xv;                                                        \
-                            memcpy(&xv, xt[b] + q, sizeof(V));                           \
-                            for (int a = 0; a < OBW; a++) acc[a][b] += dv[a] * xv;       \
-                        }                                                                \
-                    }                                                                    \
-                    for (int a = 0; a < OBW && o0 + a < p->co; a++)                      \
-                        for (int b = 0; b < TB && t0 + b < p->ntaps; b++) {              \
-                            T s = 0;                                                     \
-                            for (int l = 0; l < VL; l++) s += acc[a][b][l];              \
-                            dwp[((o0 + a) * p->ci + c) * p->ntaps + t0 + b] += s;        \
-                        }                                                                \
+        const T *xp = xp_, *dyt = dyt_;                                                  \
+        T *dwt = dwt_, *bias = bias_;                                                    \
+        for (int64_t o0 = 0; o0 < p->ogr; o0 += VL) {                                    \
+            if (bias) {                                                                  \
+                V b = (V){0};                                                            \
+                for (int64_t q = 0; q < p->OH * p->OW; q++) {                            \
+                    V dv;                                                                \
+                    memcpy(&dv, dyt + q * p->ogr + o0, sizeof(V));                       \
+                    b += dv;                                                             \
                 }                                                                        \
+                for (int l = 0; l < VL && o0 + l < p->co; l++) bias[o0 + l] += b[l];     \
+            }                                                                            \
+            for (int64_t k0 = 0; k0 < p->kr; k0 += DW_R) {                               \
+                V acc[DW_R];                                                             \
+                int64_t off[DW_R];                                                       \
+                for (int r = 0; r < DW_R; r++) {                                         \
+                    acc[r] = (V){0};                                                     \
+                    off[r] = p->offs[k0 + r];                                            \
+                }                                                                        \
+                for (int64_t oh = 0; oh < p->OH; oh++) {                                 \
+                    const T *xr = xp + oh * p->wp, *dr = dyt + oh * p->OW * p->ogr + o0; \
+                    for (int64_t ow = 0; ow < p->OW; ow++) {                             \
+                        V dv;                                                            \
+                        memcpy(&dv, dr + ow * p->ogr, sizeof(V));                        \
+                        for (int r = 0; r < DW_R; r++) acc[r] += dv * xr[ow + off[r]];   \
+                    }                                                                    \
+                }                                                                        \
+                for (int r = 0; r < DW_R && k0 + r < p->K; r++) {                        \
+                    V d;                                                                 \
+                    memcpy(&d, dwt + (k0 + r) * p->ogr + o0, sizeof(V));                 \
+                    d += acc[r];                                                         \
+                    memcpy(dwt + (k0 + r) * p->ogr + o0, &d, sizeof(V));                 \
+                }                                                                        \
+            }                                                                            \
+        }                                                                                \
     }
 
-DEF_DIRECT(f32_generic, float, 16, 4, 3, 4, 2, )
-DEF_DIRECT(f64_generic, double, 16, 4, 3, 4, 2, )
+DEF_DFWD(f32_generic, float, 16, 4, 3, )
+DEF_DFWD(f64_generic, double, 16, 4, 3, )
+DEF_DDW(f32_generic, float, 16, )
+DEF_DDW(f64_generic, double, 16, )
 static const dvariant dv_generic[2] = {
-    {dfwd_f32_generic, ddw_f32_generic, 4, 12, 4, 2, 4},
-    {dfwd_f64_generic, ddw_f64_generic, 4, 6, 4, 2, 2},
+    {dfwd_f32_generic, ddw_f32_generic, NULL, 4, 12, 4},
+    {dfwd_f64_generic, ddw_f64_generic, NULL, 4, 6, 2},
 };
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define WKI_X86 1
-DEF_DIRECT(f32_avx2, float, 32, 4, 3, 4, 2, __attribute__((target("avx2,fma"))))
-DEF_DIRECT(f64_avx2, double, 32, 4, 3, 4, 2, __attribute__((target("avx2,fma"))))
-DEF_DIRECT(f32_avx512, float, 64, 8, 2, 4, 3, __attribute__((target("avx512f,fma"))))
-DEF_DIRECT(f64_avx512, double, 64, 8, 2, 4, 3, __attribute__((target("avx512f,fma"))))
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx512f,fma")))
+DEF_DFWD(f32_avx2, float, 32, 4, 3, AVX2)
+DEF_DFWD(f64_avx2, double, 32, 4, 3, AVX2)
+DEF_DDW(f32_avx2, float, 32, AVX2)
+DEF_DDW(f64_avx2, double, 32, AVX2)
+DEF_DDW(f32_avx2_half, float, 16, AVX2)
+DEF_DDW(f64_avx2_half, double, 16, AVX2)
+DEF_DFWD(f32_avx512, float, 64, 8, 2, AVX512)
+DEF_DFWD(f64_avx512, double, 64, 8, 2, AVX512)
+DEF_DDW(f32_avx512, float, 64, AVX512)
+DEF_DDW(f64_avx512, double, 64, AVX512)
+DEF_DDW(f32_avx512_half, float, 32, AVX512)
+DEF_DDW(f64_avx512_half, double, 32, AVX512)
 static const dvariant dv_avx2[2] = {
-    {dfwd_f32_avx2, ddw_f32_avx2, 4, 24, 4, 2, 8},
-    {dfwd_f64_avx2, ddw_f64_avx2, 4, 12, 4, 2, 4},
+    {dfwd_f32_avx2, ddw_f32_avx2, ddw_f32_avx2_half, 4, 24, 8},
+    {dfwd_f64_avx2, ddw_f64_avx2, ddw_f64_avx2_half, 4, 12, 4},
 };
 static const dvariant dv_avx512[2] = {
-    {dfwd_f32_avx512, ddw_f32_avx512, 8, 32, 4, 3, 16},
-    {dfwd_f64_avx512, ddw_f64_avx512, 8, 16, 4, 3, 8},
+    {dfwd_f32_avx512, ddw_f32_avx512, ddw_f32_avx512_half, 8, 32, 16},
+    {dfwd_f64_avx512, ddw_f64_avx512, ddw_f64_avx512_half, 8, 16, 8},
 };
 #endif
 
@@ -403,6 +435,19 @@ static const dvariant *dvariant_for(wk_dtype dt)
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &dv_avx2[k];
 #endif
     return &dv_generic[k];
+}
+
+/* The weight-gradient kernel for co output channels and its lane count: half-width
+ * vectors when they waste fewer lanes. */
+static ddw_fn dw_kernel_for(const dvariant *v, int64_t co, int *lanes)
+{
+    int h = v->lanes / 2;
+    if (v->dw_half && round_up(co, h) < round_up(co, v->lanes)) {
+        *lanes = h;
+        return v->dw_half;
+    }
+    *lanes = v->lanes;
+    return v->dw;
 }
 
 /* A stride-1 convolution as the direct kernels see it: N images of G groups, ci input
@@ -420,7 +465,6 @@ static void dplan_init(dplan *p, const dconv *d, const dvariant *v)
     p->wp = d->W + 2 * d->pw;
     int64_t q = d->OH * p->wp;
     p->qr = round_up(q > 0 ? q : 1, v->qb);
-    memset(p->toff, 0, sizeof p->toff);
     int64_t tmax = 0;
     for (int64_t i = 0; i < d->KH; i++)
         for (int64_t j = 0; j < d->KW; j++) {
@@ -541,7 +585,13 @@ static bool direct_for_dx(const conv_geom *g)
     return direct_fits(&t, g->Og, qh, qw);
 }
 
-static bool direct_for_dw(const conv_geom *g) { return direct_fits(g, g->Cg, g->ph, g->pw); }
+/* The weight-gradient kernel holds a vector of output channels: with few of them most
+ * lanes would be wasted, and AUTO leaves those to the GEMM. */
+static bool direct_for_dw(const conv_geom *g)
+{
+    if (!direct_fits(g, g->Cg, g->ph, g->pw)) return false;
+    return g->algo == WK_CONV_ALGO_DIRECT || g->Og >= dvariant_for(g->dtype)->lanes / 2;
+}
 
 static dconv dconv_forward(const conv_geom *g)
 {
@@ -627,53 +677,87 @@ static int cpu_conv_forward(const conv_geom *g, const void *x, const void *w, co
 
 /* ---- CPU backward ---- */
 
-#define DW_BATCH 8               /* images per call of the direct weight-gradient kernel */
-#define DW_BATCH_ELEMS (1 << 18) /* elements of its buffers */
-
 typedef struct {
     const conv_geom *g;
-    const dvariant *v;
-    dplan p;            /* direct weight gradient: qr and ps are set per batch */
     bool direct_dw;
-    int64_t nsub;       /* images per direct weight-gradient batch */
-    int64_t seg;        /* q positions per image in such a batch (its padded plane) */
-    int64_t tmax;       /* largest tap offset */
-    int64_t rows;       /* im2col chunk rows */
+    /* direct weight gradient */
+    dconv d;
+    dplan p;           /* padding of the input planes */
+    dwplan dp;         /* the kernel's view */
+    ddw_fn dw;
+    int64_t partw;     /* elements of a block's weight partial: G * K * ogr (transposed) */
+    /* im2col */
+    int64_t rows;      /* chunk rows */
 } bwd_ctx;
 
-/* Direct weight gradient of `cnt` images of group gr into dwg (Og, Cg, taps): their padded
- * planes are laid one after another (seg positions each) so that one kernel call runs
- * over all of them and reduces its vector lanes once; positions outside an image's
- * output rows and columns carry dy = 0. */
-static void dw_direct_batch(const bwd_ctx *c, const char *x, const char *dy, int64_t n0,
-                            int64_t cnt, int64_t gr, char *dwg, char *buf)
-{
-    const conv_geom *g = c->g;
-    size_t es = wk_dtype_size(g->dtype);
-    dplan p = c->p;
-    p.qr = round_up(cnt * c->seg, c->v->qb);
-    p.ps = round_up(p.qr + c->tmax, 16);
-    int64_t rows = round_up(g->Og, c->v->obw), HW = g->H * g->W, P = g->OH * g->OW;
-    char *xp = buf, *dyx = buf + (size_t)(p.ci * p.ps) * es;
-    memset(xp, 0, (size_t)(p.ci * p.ps) * es);
-    memset(dyx, 0, (size_t)(rows * p.qr) * es);
-    for (int64_t k = 0; k < cnt; k++) {
-        const char *xn = x + (size_t)(((n0 + k) * g->C + gr * g->Cg) * HW) * es;
-        const char *dyn = dy + (size_t)(((n0 + k) * g->O + gr * g->Og) * P) * es;
-        for (int64_t ch = 0; ch < g->Cg; ch++)
-            for (int64_t h = 0; h < g->H; h++)
-                copy_elems(es, xp + (size_t)(ch * p.ps + k * c->seg + (h + g->ph) * p.wp + g->pw) * es,
-                           xn + (size_t)((ch * g->H + h) * g->W) * es, g->W);
-        for (int64_t o = 0; o < g->Og; o++)
-            for (int64_t oh = 0; oh < g->OH; oh++)
-                copy_elems(es, dyx + (size_t)(o * p.qr + k * c->seg + oh * p.wp) * es,
-                           dyn + (size_t)(o * P + oh * g->OW) * es, g->OW);
+/* dyT (P, ogr) = dy (co, P) transposed, zeros past co, in blocks of 4x4 (float) or 2x2
+ * (double) vector shuffles. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define WKI_SHUFFLE 1
+#endif
+#endif
+#define DEF_TRANSPOSE(T, S, B)                                                           \
+    static void transpose_dy_##S(const T *dy, T *dyt, int64_t co, int64_t ogr, int64_t P) \
+    {                                                                                    \
+        int64_t o0 = 0;                                                                  \
+        if (WKI_SHUFFLE_OK)                                                              \
+            for (; o0 + B <= co; o0 += B) {                                              \
+                int64_t p0 = 0;                                                          \
+                for (; p0 + B <= P; p0 += B) TRANSPOSE_BLOCK_##S(dy, dyt, o0, p0, ogr, P); \
+                for (; p0 < P; p0++)                                                     \
+                    for (int64_t o = o0; o < o0 + B; o++) dyt[p0 * ogr + o] = dy[o * P + p0]; \
+            }                                                                            \
+        for (int64_t o = o0; o < co; o++)                                                \
+            for (int64_t p = 0; p < P; p++) dyt[p * ogr + o] = dy[o * P + p];            \
+        for (int64_t p = 0; p < P; p++)                                                  \
+            for (int64_t o = co; o < ogr; o++) dyt[p * ogr + o] = 0;                     \
     }
-    c->v->dw(&p, xp, dyx, dwg);
+#ifdef WKI_SHUFFLE
+#define WKI_SHUFFLE_OK 1
+typedef float wki_v4f __attribute__((vector_size(16)));
+typedef double wki_v2d __attribute__((vector_size(16)));
+#define TRANSPOSE_BLOCK_f32(dy, dyt, o0, p0, ogr, P)                                     \
+    do {                                                                                 \
+        wki_v4f r[4], t[4], c[4];                                                        \
+        for (int k = 0; k < 4; k++) memcpy(&r[k], dy + (o0 + k) * P + p0, 16);           \
+        t[0] = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5);                          \
+        t[1] = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);                          \
+        t[2] = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5);                          \
+        t[3] = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);                          \
+        c[0] = __builtin_shufflevector(t[0], t[2], 0, 1, 4, 5);                          \
+        c[1] = __builtin_shufflevector(t[0], t[2], 2, 3, 6, 7);                          \
+        c[2] = __builtin_shufflevector(t[1], t[3], 0, 1, 4, 5);                          \
+        c[3] = __builtin_shufflevector(t[1], t[3], 2, 3, 6, 7);                          \
+        for (int k = 0; k < 4; k++) memcpy(dyt + (p0 + k) * ogr + o0, &c[k], 16);        \
+    } while (0)
+#define TRANSPOSE_BLOCK_f64(dy, dyt, o0, p0, ogr, P)                                     \
+    do {                                                                                 \
+        wki_v2d r0, r1, c0, c1;                                                          \
+        memcpy(&r0, dy + o0 * P + p0, 16);                                               \
+        memcpy(&r1, dy + (o0 + 1) * P + p0, 16);                                         \
+        c0 = __builtin_shufflevector(r0, r1, 0, 2);                                      \
+        c1 = __builtin_shufflevector(r0, r1, 1, 3);                                      \
+        memcpy(dyt + p0 * ogr + o0, &c0, 16);                                            \
+        memcpy(dyt + (p0 + 1) * ogr + o0, &c1, 16);                                      \
+    } while (0)
+#else
+#define WKI_SHUFFLE_OK 0
+#define TRANSPOSE_BLOCK_f32(dy, dyt, o0, p0, ogr, P) ((void)0)
+#define TRANSPOSE_BLOCK_f64(dy, dyt, o0, p0, ogr, P) ((void)0)
+#endif
+DEF_TRANSPOSE(float, f32, 4)
+DEF_TRANSPOSE(double, f64, 2)
+
+static void transpose_dy(size_t es, const char *dy, char *dyt, int64_t co, int64_t ogr,
+                         int64_t P)
+{
+    if (es == 4) transpose_dy_f32((const float *)dy, (float *)dyt, co, ogr, P);
+    else transpose_dy_f64((const double *)dy, (double *)dyt, co, ogr, P);
 }
 
-/* Images [n0, n1) of one block: bias and weight partials (dbp (O), dwp (O, K)) and, on
- * the im2col path, their input gradients. */
+/* Images [n0, n1) of one block: bias and weight partials (dbp (O); dwp (O, K), or on the
+ * direct path (G, K, ogr)) and, on the im2col path, their input gradients. */
 static void bwd_images(const bwd_ctx *c, const char *x, const char *w, const char *dy,
                        char *dx, char *dwp, char *dbp, char *buf, int64_t n0, int64_t n1)
 {
@@ -681,18 +765,22 @@ static void bwd_images(const bwd_ctx *c, const char *x, const char *w, const cha
     wk_dtype dt = g->dtype;
     size_t es = wk_dtype_size(dt);
     int64_t P = g->OH * g->OW, K = g->Cg * g->KH * g->KW, HW = g->H * g->W;
-    bool pw1 = is_pointwise(g);
-    if (dwp && c->direct_dw)
-        for (int64_t b0 = n0; b0 < n1; b0 += c->nsub)
-            for (int64_t gr = 0; gr < g->G; gr++)
-                dw_direct_batch(c, x, dy, b0, n1 - b0 < c->nsub ? n1 - b0 : c->nsub, gr,
-                                dwp + (size_t)(gr * g->Og * K) * es, buf);
-    bool gemm_dw = dwp && !c->direct_dw;
+    bool pw1 = is_pointwise(g), gemm_dw = dwp && !c->direct_dw;
     for (int64_t n = n0; n < n1; n++) {
         const char *xn = x + (size_t)(n * g->C * HW) * es, *dyn = dy + (size_t)(n * g->O * P) * es;
         char *dxn = dx ? dx + (size_t)(n * g->C * HW) * es : NULL;
-        if (dbp) add_row_sums(dt, dbp, dyn, g->O, P);
         if (dxn) memset(dxn, 0, (size_t)(g->C * HW) * es);
+        if (dwp && c->direct_dw) {
+            for (int64_t gr = 0; gr < g->G; gr++) {
+                char *xp = buf, *dyt = buf + (size_t)(c->p.ci * c->p.ps) * es;
+                pad_planes(&c->d, &c->p, es, xn + (size_t)(gr * g->Cg * HW) * es, xp);
+                transpose_dy(es, dyn + (size_t)(gr * g->Og * P) * es, dyt, g->Og, c->dp.ogr, P);
+                c->dw(&c->dp, xp, dyt, dwp + (size_t)(gr * K * c->dp.ogr) * es,
+                      dbp ? dbp + (size_t)(gr * g->Og) * es : NULL);
+            }
+        } else if (dbp) {
+            add_row_sums(dt, dbp, dyn, g->O, P);
+        }
         if ((!gemm_dw && !dxn) || K == 0 || P == 0 || g->Og == 0) continue;
         for (int64_t gr = 0; gr < g->G; gr++) {
             const char *xg = xn + (size_t)(gr * g->Cg * HW) * es;
@@ -722,6 +810,32 @@ static void bwd_images(const bwd_ctx *c, const char *x, const char *w, const cha
     }
 }
 
+/* dw (G*Og, K) = the sum over blocks of the transposed partials (G, K, ogr). */
+static void sum_parts_transposed(const conv_geom *g, void *dw, const char *part,
+                                 int64_t nblocks, int64_t stride, int64_t ogr)
+{
+    int64_t K = g->Cg * g->KH * g->KW, rows = g->G * g->Og;
+    int nt = wki_threads_for(nblocks * rows * K, 1 << 16);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t gr = r / g->Og, o = r % g->Og;
+        for (int64_t k = 0; k < K; k++) {
+            int64_t e = (gr * K + k) * ogr + o;
+            if (g->dtype == WK_DTYPE_F32) {
+                const float *p = (const float *)part;
+                float s = p[e];
+                for (int64_t b = 1; b < nblocks; b++) s += p[b * stride + e];
+                ((float *)dw)[r * K + k] = s;
+            } else {
+                const double *p = (const double *)part;
+                double s = p[e];
+                for (int64_t b = 1; b < nblocks; b++) s += p[b * stride + e];
+                ((double *)dw)[r * K + k] = s;
+            }
+        }
+    }
+}
+
 static int cpu_conv_backward(const conv_geom *g, const void *x, const void *w, const void *dy,
                              void *dx, void *dw, void *db)
 {
@@ -738,34 +852,44 @@ static int cpu_conv_backward(const conv_geom *g, const void *x, const void *w, c
         if (db) memset(db, 0, (size_t)g->O * es);
         return 0;
     }
-    bwd_ctx c = {.g = g, .v = dvariant_for(g->dtype), .rows = chunk_rows(g)};
+    bwd_ctx c = {.g = g, .rows = chunk_rows(g), .partw = wn};
     c.direct_dw = dw && direct_for_dw(g);
     size_t per = 0;
+    scratch so = {0};
     if (c.direct_dw) {
-        dconv d = dconv_forward(g);
-        dplan_init(&c.p, &d, c.v);
-        c.seg = (g->H + 2 * g->ph) * c.p.wp;
-        c.tmax = c.p.toff[g->KH * g->KW - 1];
-        int64_t rows = round_up(g->Og, c.v->obw);
-        c.nsub = DW_BATCH_ELEMS / ((g->Cg + rows) * c.seg);
-        c.nsub = c.nsub < 1 ? 1 : c.nsub > DW_BATCH ? DW_BATCH : c.nsub;
-        int64_t qr = round_up(c.nsub * c.seg, c.v->qb);
-        per = (size_t)(g->Cg * round_up(qr + c.tmax, 16) + rows * qr) * es;
+        const dvariant *v = dvariant_for(g->dtype);
+        int lanes;
+        c.dw = dw_kernel_for(v, g->Og, &lanes);
+        c.d = dconv_forward(g);
+        dplan_init(&c.p, &c.d, v);
+        int64_t kr = round_up(K, DW_R);
+        int64_t *offs = scratch_get(&so, (size_t)kr * sizeof *offs);
+        if (!offs) return -1;
+        for (int64_t k = 0; k < kr; k++)
+            offs[k] = k < K ? k / c.p.ntaps * c.p.ps + c.p.toff[k % c.p.ntaps] : 0;
+        c.dp = (dwplan){K, kr, g->Og, round_up(g->Og, lanes), g->OH, g->OW, c.p.wp, offs};
+        c.partw = g->G * K * c.dp.ogr;
+        per = (size_t)(c.p.ci * c.p.ps + P * c.dp.ogr) * es;
     }
     size_t col = (size_t)(K * c.rows * g->OW) * es;
     if ((dx || (dw && !c.direct_dw)) && !is_pointwise(g) && col > per) per = col;
     per = (size_t)round_up((int64_t)per, 64);
     /* blocks of images for the weight/bias sums; the input gradient rides along */
-    int64_t bs = wblock_size(g->N, wn + g->O), nblocks = ceil_div(g->N, bs);
+    int64_t stride = c.partw + g->O;
+    int64_t bs = wblock_size(g->N, stride), nblocks = ceil_div(g->N, bs);
     bool sums = dw || db;
     int64_t work = g->N * g->O * (P > 0 ? P : 1) * (K > 0 ? K : 1) * ((dx != NULL) + (dw != NULL));
     int nt = wki_threads_for(work, CONV_GRAIN);
     if (nt > nblocks) nt = (int)nblocks;
-    size_t part = sums ? (size_t)((wn + g->O) * nblocks) * es : 0;
+    size_t part = sums ? (size_t)(stride * nblocks) * es : 0;
     scratch s, sp;
-    if (!scratch_get(&s, per * (size_t)nt)) return -1;
+    if (!scratch_get(&s, per * (size_t)nt)) {
+        scratch_put(&so);
+        return -1;
+    }
     if (!scratch_get(&sp, part)) {
         scratch_put(&s);
+        scratch_put(&so);
         return -1;
     }
     if (part) memset(sp.p, 0, part);
@@ -774,16 +898,18 @@ static int cpu_conv_backward(const conv_geom *g, const void *x, const void *w, c
         char *buf = (char *)s.p + per * (size_t)omp_get_thread_num();
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < nblocks; b++) {
-            char *dwp = sums ? (char *)sp.p + (size_t)(b * (wn + g->O)) * es : NULL;
-            bwd_images(&c, x, w, dy, dx, dw ? dwp : NULL, db ? dwp + (size_t)wn * es : NULL, buf,
-                       b * bs, (b + 1) * bs < g->N ? (b + 1) * bs : g->N);
+            char *dwp = sums ? (char *)sp.p + (size_t)(b * stride) * es : NULL;
+            bwd_images(&c, x, w, dy, dx, dw ? dwp : NULL, db ? dwp + (size_t)c.partw * es : NULL,
+                       buf, b * bs, (b + 1) * bs < g->N ? (b + 1) * bs : g->N);
         }
     }
     scratch_put(&s);
-    if (dw) sum_parts(g->dtype, dw, sp.p, nblocks, wn + g->O, wn);
+    if (dw && c.direct_dw) sum_parts_transposed(g, dw, sp.p, nblocks, stride, c.dp.ogr);
+    else if (dw) sum_parts(g->dtype, dw, sp.p, nblocks, stride, wn);
     if (db)
-        sum_parts(g->dtype, db, (const char *)sp.p + (size_t)wn * es, nblocks, wn + g->O, g->O);
+        sum_parts(g->dtype, db, (const char *)sp.p + (size_t)c.partw * es, nblocks, stride, g->O);
     scratch_put(&sp);
+    scratch_put(&so);
     return 0;
 }
 
