@@ -87,24 +87,13 @@ static void scratch_put(scratch *s)
     s->p = NULL;
 }
 
-/* dst[0..n) = src[0..n) for short runs (rows of a plane), where a memcpy call costs more
- * than the copy: gcc is kept from turning the loop back into one. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define WKI_NO_MEMCPY_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define WKI_NO_MEMCPY_LOOPS
-#endif
-WKI_NO_MEMCPY_LOOPS static inline void copy_elems(size_t es, char *restrict dst, const char *restrict src, int64_t n)
+/* dst[0..n) = src[0..n) for short runs (rows of a plane), inline: a memcpy call costs
+ * more than such a copy, and gcc turns element loops back into one. */
+static inline void copy_elems(size_t es, char *restrict dst, const char *restrict src, int64_t n)
 {
-    if (es == 4) {
-        float *d = (float *)dst;
-        const float *s = (const float *)src;
-        for (int64_t i = 0; i < n; i++) d[i] = s[i];
-    } else {
-        double *d = (double *)dst;
-        const double *s = (const double *)src;
-        for (int64_t i = 0; i < n; i++) d[i] = s[i];
-    }
+    size_t bytes = (size_t)n * es, i = 0;
+    for (; i + 16 <= bytes; i += 16) memcpy(dst + i, src + i, 16);
+    for (; i < bytes; i += 4) memcpy(dst + i, src + i, 4);
 }
 
 static void gemm(wk_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
@@ -507,7 +496,39 @@ static void pack_weights(const dconv *d, int ob, bool flip, const void *w_, void
                     }
 }
 
-/* y (N, G*co, OH, OW) = direct convolution of x with packed weights (+ bias). */
+/* Output channels [b*OB, b*OB + OB) of one image and group from its padded planes xp:
+ * the kernel into ext, then the valid columns into y_ng (the group's co planes). */
+static void direct_block(const dconv *d, const dplan *p, const dvariant *v, const char *xp,
+                         const void *wpk, const void *bias, int64_t g, int64_t b, char *y_ng,
+                         char *ext, char *bb)
+{
+    size_t es = wk_dtype_size(d->dtype);
+    int64_t nob = ceil_div(d->co, v->ob), plane = d->OH * d->OW;
+    int64_t o0 = b * v->ob, cnt = d->co - o0 < v->ob ? d->co - o0 : v->ob;
+    const void *bp = NULL;
+    if (bias) {
+        memset(bb, 0, (size_t)v->ob * es);
+        memcpy(bb, (const char *)bias + (size_t)(g * d->co + o0) * es, (size_t)cnt * es);
+        bp = bb;
+    }
+    v->fwd(p, xp, (const char *)wpk + (size_t)((g * nob + b) * d->ci * p->ntaps * v->ob) * es,
+           bp, ext);
+    char *yo = y_ng + (size_t)(o0 * plane) * es;
+    for (int64_t a = 0; a < cnt; a++)
+        for (int64_t oh = 0; oh < d->OH; oh++)
+            copy_elems(es, yo + (size_t)(a * plane + oh * d->OW) * es,
+                       ext + (size_t)(a * p->qr + oh * p->wp) * es, d->OW);
+}
+
+/* Per-thread scratch of the direct path: padded planes, extended output, bias block. */
+static size_t direct_scratch(const dconv *d, const dplan *p, const dvariant *v)
+{
+    size_t es = wk_dtype_size(d->dtype);
+    return (size_t)round_up((int64_t)((size_t)(p->ci * p->ps + v->ob * p->qr + v->ob) * es), 64);
+}
+
+/* y (N, G*co, OH, OW) = direct convolution of x with packed weights (+ bias), in tasks
+ * of one image, group and block of output channels. */
 static int direct_forward(const dconv *d, const void *x, const void *wpk, const void *bias,
                           void *y)
 {
@@ -520,40 +541,24 @@ static int direct_forward(const dconv *d, const void *x, const void *wpk, const 
     int64_t work = d->N * d->G * d->co * d->ci * p.ntaps * p.qr;
     int nt = wki_threads_for(work, CONV_GRAIN);
     if (nt > ntasks) nt = (int)ntasks;
-    /* per thread: padded planes, extended output, packed bias block */
-    size_t per = (size_t)(p.ci * p.ps + v->ob * p.qr + v->ob) * es;
-    per = (size_t)round_up((int64_t)per, 64);
+    size_t per = direct_scratch(d, &p, v);
     scratch s;
     if (!scratch_get(&s, per * (size_t)nt)) return -1;
     int64_t plane = d->OH * d->OW, in_plane = d->H * d->W;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        char *buf = (char *)s.p + per * (size_t)omp_get_thread_num();
-        char *xp = buf, *ext = xp + (size_t)(p.ci * p.ps) * es;
-        char *bb = ext + (size_t)(v->ob * p.qr) * es;
+        char *xp = (char *)s.p + per * (size_t)omp_get_thread_num();
+        char *ext = xp + (size_t)(p.ci * p.ps) * es, *bb = ext + (size_t)(v->ob * p.qr) * es;
         int64_t built = -1; /* the image*group whose planes are in xp */
 #pragma omp for schedule(static)
         for (int64_t task = 0; task < ntasks; task++) {
-            int64_t ng = task / nob, b = task % nob, n = ng / d->G, g = ng % d->G;
+            int64_t ng = task / nob, b = task % nob, g = ng % d->G;
             if (ng != built) {
-                pad_planes(d, &p, es, (const char *)x + (size_t)((n * d->G + g) * d->ci * in_plane) * es,
-                           xp);
+                pad_planes(d, &p, es, (const char *)x + (size_t)(ng * d->ci * in_plane) * es, xp);
                 built = ng;
             }
-            int64_t o0 = b * v->ob, cnt = d->co - o0 < v->ob ? d->co - o0 : v->ob;
-            const void *bp = NULL;
-            if (bias) {
-                memset(bb, 0, (size_t)v->ob * es);
-                memcpy(bb, (const char *)bias + (size_t)(g * d->co + o0) * es, (size_t)cnt * es);
-                bp = bb;
-            }
-            const char *wb = (const char *)wpk + (size_t)((g * nob + b) * d->ci * p.ntaps * v->ob) * es;
-            v->fwd(&p, xp, wb, bp, ext);
-            char *yo = (char *)y + (size_t)((n * d->G + g) * d->co + o0) * (size_t)plane * es;
-            for (int64_t a = 0; a < cnt; a++)
-                for (int64_t oh = 0; oh < d->OH; oh++)
-                    copy_elems(es, yo + (size_t)(a * plane + oh * d->OW) * es,
-                               ext + (size_t)(a * p.qr + oh * p.wp) * es, d->OW);
+            direct_block(d, &p, v, xp, wpk, bias, g, b,
+                         (char *)y + (size_t)(ng * d->co * plane) * es, ext, bb);
         }
     }
     scratch_put(&s);
@@ -679,6 +684,13 @@ static int cpu_conv_forward(const conv_geom *g, const void *x, const void *w, co
 
 typedef struct {
     const conv_geom *g;
+    const dvariant *v;
+    /* direct input gradient, image by image (fused with the weight gradient) */
+    bool direct_dx;
+    dconv dxd;
+    dplan dxp;
+    const void *dxw;   /* packed flipped weights */
+    size_t dx_off;     /* its scratch, after the rest of a thread's buffer */
     bool direct_dw;
     /* direct weight gradient */
     dconv d;
@@ -769,6 +781,17 @@ static void bwd_images(const bwd_ctx *c, const char *x, const char *w, const cha
     for (int64_t n = n0; n < n1; n++) {
         const char *xn = x + (size_t)(n * g->C * HW) * es, *dyn = dy + (size_t)(n * g->O * P) * es;
         char *dxn = dx ? dx + (size_t)(n * g->C * HW) * es : NULL;
+        if (dxn && c->direct_dx) {
+            char *xp = buf + c->dx_off, *ext = xp + (size_t)(c->dxp.ci * c->dxp.ps) * es;
+            char *bb = ext + (size_t)(c->v->ob * c->dxp.qr) * es;
+            for (int64_t gr = 0; gr < g->G; gr++) {
+                pad_planes(&c->dxd, &c->dxp, es, dyn + (size_t)(gr * g->Og * P) * es, xp);
+                for (int64_t b = 0; b < ceil_div(g->Cg, c->v->ob); b++)
+                    direct_block(&c->dxd, &c->dxp, c->v, xp, c->dxw, NULL, gr, b,
+                                 dxn + (size_t)(gr * g->Cg * HW) * es, ext, bb);
+            }
+            dxn = NULL;
+        }
         if (dxn) memset(dxn, 0, (size_t)(g->C * HW) * es);
         if (dwp && c->direct_dw) {
             for (int64_t gr = 0; gr < g->G; gr++) {
@@ -841,10 +864,14 @@ static int cpu_conv_backward(const conv_geom *g, const void *x, const void *w, c
 {
     size_t es = wk_dtype_size(g->dtype);
     int64_t K = g->Cg * g->KH * g->KW, P = g->OH * g->OW, wn = g->O * K;
-    if (dx && direct_for_dx(g) && g->N * g->C * g->H * g->W > 0) {
+    /* the direct input gradient runs image by image inside the block loop below, where
+     * dy is still in cache for the weight gradient; with few images, on its own */
+    bool ddx = dx && direct_for_dx(g) && g->N * g->C * g->H * g->W > 0;
+    if (ddx && g->N < 4 * wk_get_num_threads()) {
         dconv d = dconv_dx(g);
         if (direct_run(&d, true, dy, w, NULL, dx)) return -1;
         dx = NULL;
+        ddx = false;
     }
     if (!dx && !dw && !db) return 0;
     if (g->N == 0) { /* no images: zero gradients */
@@ -852,12 +879,12 @@ static int cpu_conv_backward(const conv_geom *g, const void *x, const void *w, c
         if (db) memset(db, 0, (size_t)g->O * es);
         return 0;
     }
-    bwd_ctx c = {.g = g, .rows = chunk_rows(g), .partw = wn};
+    bwd_ctx c = {.g = g, .v = dvariant_for(g->dtype), .rows = chunk_rows(g), .partw = wn};
     c.direct_dw = dw && direct_for_dw(g);
     size_t per = 0;
-    scratch so = {0};
+    scratch so = {0}, sw = {0};
     if (c.direct_dw) {
-        const dvariant *v = dvariant_for(g->dtype);
+        const dvariant *v = c.v;
         int lanes;
         c.dw = dw_kernel_for(v, g->Og, &lanes);
         c.d = dconv_forward(g);
@@ -872,8 +899,22 @@ static int cpu_conv_backward(const conv_geom *g, const void *x, const void *w, c
         per = (size_t)(c.p.ci * c.p.ps + P * c.dp.ogr) * es;
     }
     size_t col = (size_t)(K * c.rows * g->OW) * es;
-    if ((dx || (dw && !c.direct_dw)) && !is_pointwise(g) && col > per) per = col;
+    if (((dx && !ddx) || (dw && !c.direct_dw)) && !is_pointwise(g) && col > per) per = col;
     per = (size_t)round_up((int64_t)per, 64);
+    if (ddx) {
+        c.direct_dx = true;
+        c.dxd = dconv_dx(g);
+        dplan_init(&c.dxp, &c.dxd, c.v);
+        int64_t n = g->G * round_up(g->Cg, c.v->ob) * g->Og * g->KH * g->KW;
+        if (!scratch_get(&sw, (size_t)n * es)) {
+            scratch_put(&so);
+            return -1;
+        }
+        pack_weights(&c.dxd, c.v->ob, true, w, sw.p);
+        c.dxw = sw.p;
+        c.dx_off = per;
+        per += direct_scratch(&c.dxd, &c.dxp, c.v);
+    }
     /* blocks of images for the weight/bias sums; the input gradient rides along */
     int64_t stride = c.partw + g->O;
     int64_t bs = wblock_size(g->N, stride), nblocks = ceil_div(g->N, bs);
@@ -882,14 +923,11 @@ static int cpu_conv_backward(const conv_geom *g, const void *x, const void *w, c
     int nt = wki_threads_for(work, CONV_GRAIN);
     if (nt > nblocks) nt = (int)nblocks;
     size_t part = sums ? (size_t)(stride * nblocks) * es : 0;
-    scratch s, sp;
-    if (!scratch_get(&s, per * (size_t)nt)) {
-        scratch_put(&so);
-        return -1;
-    }
-    if (!scratch_get(&sp, part)) {
+    scratch s = {0}, sp = {0};
+    if (!scratch_get(&s, per * (size_t)nt) || !scratch_get(&sp, part)) {
         scratch_put(&s);
         scratch_put(&so);
+        scratch_put(&sw);
         return -1;
     }
     if (part) memset(sp.p, 0, part);
@@ -910,6 +948,7 @@ static int cpu_conv_backward(const conv_geom *g, const void *x, const void *w, c
         sum_parts(g->dtype, db, (const char *)sp.p + (size_t)c.partw * es, nblocks, stride, g->O);
     scratch_put(&sp);
     scratch_put(&so);
+    scratch_put(&sw);
     return 0;
 }
 
