@@ -73,6 +73,109 @@ static int pool_threads(const pool_geom *g)
     return nt > g->planes ? (g->planes > 0 ? (int)g->planes : 1) : nt;
 }
 
+/* One output row of 2x2, stride-2 max pooling: rows r0 = x and x + W, base = index of
+ * r0[0] in the plane. Branch-free (random data defeats branch prediction): 4 floats or 2
+ * doubles per step in 16-byte vectors, the even/odd columns split by shuffles, the
+ * comparison masks selecting value and index; the same rule as the general loop. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define WKI_POOL_SHUFFLE 1
+#endif
+#endif
+static void max2x2_row_f32(const float *x, int64_t W, int64_t base, int64_t OW, float *y,
+                           int64_t *idx)
+{
+    const float *r0 = x, *r1 = x + W;
+    int64_t ow = 0;
+#ifdef WKI_POOL_SHUFFLE
+    typedef float V __attribute__((vector_size(16)));
+    typedef int32_t M __attribute__((vector_size(16)));
+    for (; ow + 4 <= OW; ow += 4) {
+        V l0, h0, l1, h1;
+        memcpy(&l0, r0 + 2 * ow, 16);
+        memcpy(&h0, r0 + 2 * ow + 4, 16);
+        memcpy(&l1, r1 + 2 * ow, 16);
+        memcpy(&h1, r1 + 2 * ow + 4, 16);
+        V a = __builtin_shufflevector(l0, h0, 0, 2, 4, 6);
+        V b = __builtin_shufflevector(l0, h0, 1, 3, 5, 7);
+        V c = __builtin_shufflevector(l1, h1, 0, 2, 4, 6);
+        V d = __builtin_shufflevector(l1, h1, 1, 3, 5, 7);
+        M m = (M)a, k = (M){0, 0, 0, 0}, t;
+        t = (b > (V)m) | (b != b);
+        m = (t & (M)b) | (~t & m);
+        k = (t & 1) | (~t & k);
+        t = (c > (V)m) | (c != c);
+        m = (t & (M)c) | (~t & m);
+        k = (t & (int32_t)W) | (~t & k);
+        t = (d > (V)m) | (d != d);
+        m = (t & (M)d) | (~t & m);
+        k = (t & (int32_t)(W + 1)) | (~t & k);
+        memcpy(y + ow, &m, 16);
+        if (idx)
+            for (int l = 0; l < 4; l++) idx[ow + l] = base + 2 * (ow + l) + k[l];
+    }
+#endif
+    for (; ow < OW; ow++) {
+        float m = r0[2 * ow], v;
+        int64_t k = 0;
+        v = r0[2 * ow + 1];
+        if (v > m || v != v) m = v, k = 1;
+        v = r1[2 * ow];
+        if (v > m || v != v) m = v, k = W;
+        v = r1[2 * ow + 1];
+        if (v > m || v != v) m = v, k = W + 1;
+        y[ow] = m;
+        if (idx) idx[ow] = base + 2 * ow + k;
+    }
+}
+
+static void max2x2_row_f64(const double *x, int64_t W, int64_t base, int64_t OW, double *y,
+                           int64_t *idx)
+{
+    const double *r0 = x, *r1 = x + W;
+    int64_t ow = 0;
+#ifdef WKI_POOL_SHUFFLE
+    typedef double V __attribute__((vector_size(16)));
+    typedef int64_t M __attribute__((vector_size(16)));
+    for (; ow + 2 <= OW; ow += 2) {
+        V l0, h0, l1, h1;
+        memcpy(&l0, r0 + 2 * ow, 16);
+        memcpy(&h0, r0 + 2 * ow + 2, 16);
+        memcpy(&l1, r1 + 2 * ow, 16);
+        memcpy(&h1, r1 + 2 * ow + 2, 16);
+        V a = __builtin_shufflevector(l0, h0, 0, 2);
+        V b = __builtin_shufflevector(l0, h0, 1, 3);
+        V c = __builtin_shufflevector(l1, h1, 0, 2);
+        V d = __builtin_shufflevector(l1, h1, 1, 3);
+        M m = (M)a, k = (M){0, 0}, t;
+        t = (b > (V)m) | (b != b);
+        m = (t & (M)b) | (~t & m);
+        k = (t & 1) | (~t & k);
+        t = (c > (V)m) | (c != c);
+        m = (t & (M)c) | (~t & m);
+        k = (t & W) | (~t & k);
+        t = (d > (V)m) | (d != d);
+        m = (t & (M)d) | (~t & m);
+        k = (t & (W + 1)) | (~t & k);
+        memcpy(y + ow, &m, 16);
+        if (idx)
+            for (int l = 0; l < 2; l++) idx[ow + l] = base + 2 * (ow + l) + k[l];
+    }
+#endif
+    for (; ow < OW; ow++) {
+        double m = r0[2 * ow], v;
+        int64_t k = 0;
+        v = r0[2 * ow + 1];
+        if (v > m || v != v) m = v, k = 1;
+        v = r1[2 * ow];
+        if (v > m || v != v) m = v, k = W;
+        v = r1[2 * ow + 1];
+        if (v > m || v != v) m = v, k = W + 1;
+        y[ow] = m;
+        if (idx) idx[ow] = base + 2 * ow + k;
+    }
+}
+
 #define DEF_POOL(T, S)                                                                   \
     /* torch's rule: the first element of the window that is larger, or any NaN (so the \
      * last NaN wins); -inf and the first valid index when nothing beats -inf. */        \
@@ -80,24 +183,10 @@ static int pool_threads(const pool_geom *g)
     {                                                                                    \
         int64_t H = g->H, W = g->W;                                                      \
         if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 &&        \
-            g->pw == 0 && g->dh == 1 && g->dw == 1) {                                    \
-            for (int64_t oh = 0; oh < g->OH; oh++) {                                     \
-                const T *r0 = x + 2 * oh * W, *r1 = r0 + W;                              \
-                T *yo = y + oh * g->OW;                                                  \
-                int64_t *io = idx ? idx + oh * g->OW : NULL;                             \
-                for (int64_t ow = 0; ow < g->OW; ow++) {                                 \
-                    T m = r0[2 * ow], v;                                                 \
-                    int64_t k = 0;                                                       \
-                    v = r0[2 * ow + 1];                                                  \
-                    if (v > m || v != v) m = v, k = 1;                                   \
-                    v = r1[2 * ow];                                                      \
-                    if (v > m || v != v) m = v, k = W;                                   \
-                    v = r1[2 * ow + 1];                                                  \
-                    if (v > m || v != v) m = v, k = W + 1;                               \
-                    yo[ow] = m;                                                          \
-                    if (io) io[ow] = 2 * oh * W + 2 * ow + k;                            \
-                }                                                                        \
-            }                                                                            \
+            g->pw == 0 && g->dh == 1 && g->dw == 1 && W < ((int64_t)1 << 30)) {          \
+            for (int64_t oh = 0; oh < g->OH; oh++)                                       \
+                max2x2_row_##S(x + 2 * oh * W, W, 2 * oh * W, g->OW, y + oh * g->OW,      \
+                               idx ? idx + oh * g->OW : NULL);                           \
             return;                                                                      \
         }                                                                                \
         for (int64_t oh = 0; oh < g->OH; oh++) {                                         \

@@ -336,6 +336,29 @@ Test(pool, max_ties_nan_and_inf)
     wk_tensor *ni = tu_f64(WK_SHAPE(1, 2, 2), -INFINITY, -INFINITY, -INFINITY, -INFINITY);
     expect_values(wk_max_pool2d(ni, &(wk_pool2d_opts){.kernel = {2, 2}}, &idx), 0, -INFINITY);
     expect_values(idx, 0, 0);
+    /* ties, NaN and -inf at every position of wide rows (the vector path of the 2x2
+     * kernel) and in the general loop, against the naive rule */
+    const double set[] = {0, 1, 1, NAN, -INFINITY, 2};
+    for (int dt = 0; dt < 2; dt++)
+        for (int k = 0; k < 2; k++) {
+            wk_tensor *t = wk_empty(WK_SHAPE(1, 3, 4, 22), WK_DTYPE_F64);
+            double *p = wk_data(t);
+            uint32_t r = 7;
+            for (int64_t i = 0; i < wk_numel(t); i++) {
+                r = r * 1664525u + 1013904223u;
+                p[i] = set[(r >> 16) % 6];
+            }
+            wk_pool2d_opts o = {.kernel = {2, 2}, .stride = {2, k ? 1 : 2}};
+            wk_tensor *tt = dt ? t : wk_to_dtype(t, WK_DTYPE_F32);
+            wk_tensor *yy = wk_max_pool2d(tt, &o, &idx);
+            dims d = {3, 4, 22, 2, k ? 21 : 11};
+            double ry[3 * 2 * 21];
+            int64_t ri[3 * 2 * 21];
+            naive_max(&d, &o, p, ry, ri);
+            expect_near(yy, ry, 3 * 2 * d.OW, 0, "max y");
+            for (int64_t i = 0; i < 3 * 2 * d.OW; i++)
+                cr_assert_eq(((const int64_t *)wk_data(idx))[i], ri[i], "idx[%lld]", (long long)i);
+        }
     /* for the 2x2 fast path and the general loop alike */
     wk_tensor *n3 = tu_f32(WK_SHAPE(1, 2, 3), 1, NAN, 2, 3, 4, NAN);
     wk_tensor *y3 = wk_max_pool2d(n3, &(wk_pool2d_opts){.kernel = {2, 3}}, &idx);
