@@ -12,14 +12,18 @@
  *   ow >= OW are computed and dropped). A register-blocked micro-kernel (AVX-512, AVX2 or
  *   plain vectors, picked at run time) keeps a block of output channels x positions in
  *   registers while it walks the taps. dx is the same kernel run on dy with the weight
- *   transposed and flipped and padding (k-1)*d - p; dW is a blocked dot product over q.
- *   It wins where C*kh*kw is small and a GEMM's K dimension would be too short.
+ *   transposed and flipped and padding (k-1)*d - p, image by image in the backward loop
+ *   while dy is in cache. dW keeps one vector of output channels per weight and walks
+ *   the valid positions (dy transposed to position-major first), so it needs no lane
+ *   sums and computes no dropped columns. The direct path wins where C*kh*kw is small
+ *   and a GEMM's K dimension would be too short (the benchmark CNN's layers).
  * Weight and bias gradients are summed per fixed block of images and then over the blocks
  * in order, so every result is independent of the thread count.
  */
 #include <cblas.h>
-#include <math.h>
+#include <limits.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../autograd/node-impl.h"
@@ -415,13 +419,19 @@ static const dvariant dv_avx512[2] = {
 };
 #endif
 
-/* The widest variant this CPU runs. */
+/* The widest variant this CPU runs, or the one WK_CONV_ISA (generic, avx2, avx512) asks
+ * for when the CPU has it: the tests run every variant that way. */
 static const dvariant *dvariant_for(wk_dtype dt)
 {
     int k = dt == WK_DTYPE_F32 ? 0 : 1;
+    const char *isa = getenv("WK_CONV_ISA");
+    if (!isa) isa = "";
 #ifdef WKI_X86
-    if (__builtin_cpu_supports("avx512f")) return &dv_avx512[k];
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &dv_avx2[k];
+    bool any = !*isa || !strcmp(isa, "avx512");
+    if (any && __builtin_cpu_supports("avx512f")) return &dv_avx512[k];
+    if ((any || !strcmp(isa, "avx2")) && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma"))
+        return &dv_avx2[k];
 #endif
     return &dv_generic[k];
 }
@@ -1070,6 +1080,11 @@ static bool conv_setup(const char *op, const wk_tensor *x, const wk_tensor *w,
     }
     g->OH = (hp - eh) / g->sh + 1;
     g->OW = (wp - ew) / g->sw + 1;
+    if (g->Cg * g->KH * g->KW > INT_MAX || g->OH * g->OW > INT_MAX || g->O > INT_MAX) {
+        wk_set_error("%s: input shape %s with weight shape %s exceeds the BLAS size limit %d",
+                     op, wki_shape_s(x), wki_shape_s(w), INT_MAX);
+        return false;
+    }
     return true;
 }
 

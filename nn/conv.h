@@ -38,7 +38,10 @@ typedef enum { WK_CONV_CONV2D, WK_CONV_COUNT } wk_conv_op;
 /* How conv2d computes: AUTO picks by size; IM2COL unfolds patches and calls BLAS GEMM;
  * DIRECT runs a vectorised kernel over padded planes (stride 1 only, small channel
  * counts: it is the faster one there). A pass the requested algorithm cannot do falls
- * back to IM2COL. Results agree to rounding. */
+ * back to IM2COL. Results agree to rounding; for a given algorithm they do not depend on
+ * the thread count. The direct kernels use the widest of AVX-512, AVX2 or plain vectors
+ * the CPU has; the environment variable WK_CONV_ISA=generic|avx2|avx512 caps that (for
+ * testing). */
 typedef enum { WK_CONV_ALGO_AUTO, WK_CONV_ALGO_IM2COL, WK_CONV_ALGO_DIRECT } wk_conv_algo;
 
 typedef struct {

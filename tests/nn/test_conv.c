@@ -190,6 +190,23 @@ Test(conv, naive_all_cases_algos_dtypes)
                            (i + (size_t)algo) % 3 != 2, 0);
 }
 
+/* The direct kernels exist per instruction set; WK_CONV_ISA picks the narrower ones. */
+Test(conv, every_kernel_variant)
+{
+    const char *isas[] = {"generic", "avx2", "avx512"};
+    conv_case big = {9, 8, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}; /* the fused backward */
+    for (int k = 0; k < 3; k++) {
+        setenv("WK_CONV_ISA", isas[k], 1);
+        for (int dt = 0; dt < 2; dt++) {
+            wk_dtype d = dt ? WK_DTYPE_F64 : WK_DTYPE_F32;
+            for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+                check_case(&cases[i], d, WK_CONV_ALGO_DIRECT, true, 0);
+            check_case(&big, d, WK_CONV_ALGO_AUTO, true, 0);
+        }
+    }
+    unsetenv("WK_CONV_ISA");
+}
+
 Test(conv, non_contiguous_inputs)
 {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i += 2)
