@@ -278,7 +278,7 @@ static int64_t chunk_rows(const conv_geom *g)
  * (q = oh*wp + ow, rounded up to whole register blocks). toff[t] is the offset of tap t
  * (i*dh*wp + j*dw). */
 #define DIRECT_MAX_TAPS 256
-#define DIRECT_MAX_K 288            /* ci*kh*kw up to which AUTO takes the direct path */
+#define DIRECT_MAX_K 640            /* ci*kh*kw up to which AUTO takes the direct path */
 #define DIRECT_MAX_PLANES (1 << 20) /* padded input elements per image and group */
 #define DW_R 12                     /* (channel, tap) pairs per weight-gradient block */
 
@@ -577,17 +577,27 @@ static int direct_forward(const dconv *d, const void *x, const void *wpk, const 
 
 /* ---- algorithm choice ---- */
 
-static bool direct_fits(const conv_geom *g, int64_t ci, int64_t pad_h, int64_t pad_w)
+/* Can (and, for AUTO, should) the direct kernel run a stride-1 convolution of ci input
+ * planes into co output planes? AUTO wants a short reduction (ci*kh*kw, where a GEMM is
+ * inefficient; measured: direct wins up to 64 channels of 3x3) and co filling the
+ * kernel's blocks of output channels to at least 3/4. */
+static bool direct_fits(const conv_geom *g, int64_t ci, int64_t co, int64_t pad_h,
+                        int64_t pad_w)
 {
     int64_t taps = g->KH * g->KW;
     if (g->sh != 1 || g->sw != 1 || taps > DIRECT_MAX_TAPS) return false;
     int64_t wp = g->W + 2 * pad_w, hp = g->H + 2 * pad_h;
     if (ci * (hp + 2) * wp > DIRECT_MAX_PLANES) return false;
     if (g->algo == WK_CONV_ALGO_DIRECT) return true;
-    return g->algo == WK_CONV_ALGO_AUTO && ci * taps <= DIRECT_MAX_K;
+    int64_t ob = dvariant_for(g->dtype)->ob;
+    return g->algo == WK_CONV_ALGO_AUTO && ci * taps <= DIRECT_MAX_K &&
+           round_up(co, ob) * 3 <= co * 4;
 }
 
-static bool direct_for_forward(const conv_geom *g) { return direct_fits(g, g->Cg, g->ph, g->pw); }
+static bool direct_for_forward(const conv_geom *g)
+{
+    return direct_fits(g, g->Cg, g->Og, g->ph, g->pw);
+}
 
 /* dx as a convolution of dy needs padding (k-1)*d - p >= 0. */
 static bool direct_for_dx(const conv_geom *g)
@@ -597,15 +607,19 @@ static bool direct_for_dx(const conv_geom *g)
     conv_geom t = *g;
     t.H = g->OH;
     t.W = g->OW;
-    return direct_fits(&t, g->Og, qh, qw);
+    return direct_fits(&t, g->Og, g->Cg, qh, qw);
 }
 
-/* The weight-gradient kernel holds a vector of output channels: with few of them most
- * lanes would be wasted, and AUTO leaves those to the GEMM. */
+/* The weight-gradient kernel holds a vector of output channels (it has no blocks of
+ * them): with few channels most lanes would be wasted, and AUTO leaves those to the GEMM. */
 static bool direct_for_dw(const conv_geom *g)
 {
-    if (!direct_fits(g, g->Cg, g->ph, g->pw)) return false;
-    return g->algo == WK_CONV_ALGO_DIRECT || g->Og >= dvariant_for(g->dtype)->lanes / 2;
+    conv_geom t = *g;
+    t.algo = g->algo == WK_CONV_ALGO_AUTO ? WK_CONV_ALGO_DIRECT : g->algo;
+    if (!direct_fits(&t, g->Cg, g->Og, g->ph, g->pw)) return false;
+    int64_t taps = g->KH * g->KW;
+    return g->algo == WK_CONV_ALGO_DIRECT ||
+           (g->Cg * taps <= DIRECT_MAX_K && g->Og >= dvariant_for(g->dtype)->lanes / 2);
 }
 
 static dconv dconv_forward(const conv_geom *g)

@@ -174,7 +174,8 @@ static const conv_case cases[] = {
     {2, 16, 12, 12, 8, 3, 3, 1, 1, 1, 0, 0, 1, 1},
     {1, 3, 20, 17, 7, 7, 7, 1, 1, 1, 3, 3, 1, 1},
     {2, 2, 4, 4, 3, 3, 3, 1, 1, 1, 3, 3, 1, 1},    /* padding larger than the kernel */
-    {1, 40, 6, 6, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* C*kh*kw above the direct limit */
+    {1, 80, 6, 6, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* C*kh*kw above the direct limit */
+    {2, 3, 6, 7, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* few input channels: GEMM dx */
     {2, 3, 7, 6, 2, 3, 3, 1, 3, 2, 2, 1, 2, 1},    /* stride 3 with dilation */
     {1, 2, 1, 9, 3, 1, 4, 1, 1, 1, 0, 2, 1, 2},    /* a single row */
 };
