@@ -671,7 +671,8 @@ static int im2col_forward(const conv_geom *g, const void *x, const void *w, cons
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < g->N; n++)
             for (int64_t gr = 0; gr < g->G; gr++) {
-                const char *xg = (const char *)x + (size_t)((n * g->C + gr * g->Cg) * g->H * g->W) * es;
+                const char *xg =
+                    (const char *)x + (size_t)((n * g->C + gr * g->Cg) * g->H * g->W) * es;
                 char *yg = (char *)y + (size_t)((n * g->O + gr * g->Og) * P) * es;
                 const char *wg = (const char *)w + (size_t)(gr * g->Og * K) * es;
                 fill_rows(g->dtype, yg, b ? (const char *)b + (size_t)(gr * g->Og) * es : NULL,

@@ -81,7 +81,8 @@ static void naive_conv(const conv_case *c, const wk_tensor *xt, const wk_tensor 
                                 int64_t ih = oh * c->sh - c->ph + i * c->dh;
                                 int64_t iw = ow * c->sw - c->pw + j * c->dw;
                                 if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) continue;
-                                int64_t xi = ((n * c->C + o / Og * Cg + ci) * c->H + ih) * c->W + iw;
+                                int64_t xi =
+                                    ((n * c->C + o / Og * Cg + ci) * c->H + ih) * c->W + iw;
                                 int64_t wi = ((o * Cg + ci) * c->KH + i) * c->KW + j;
                                 s += w[wi] * x[xi];
                                 m += fabs(w[wi] * x[xi]);
@@ -328,7 +329,8 @@ Test(conv, no_grad_records_nothing)
 
 /* Made with torch 1.13 in float64 (/usr/bin/python3):
  *   pat = lambda n, a, b, m, off, div: tensor([((i*a + b) % m - off) / div for i in range(n)])
- *   x = pat(80, 37, 11, 19, 9, 8).reshape(1, 4, 4, 5); w = pat(48, 13, 5, 11, 5, 4).reshape(4, 2, 3, 2)
+ *   x = pat(80, 37, 11, 19, 9, 8).reshape(1, 4, 4, 5)
+ *   w = pat(48, 13, 5, 11, 5, 4).reshape(4, 2, 3, 2)
  *   b = pat(4, 3, 1, 7, 3, 2)
  *   y = F.conv2d(x, w, b, stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
  *   y.backward(pat(40, 5, 2, 13, 6, 4).reshape(y.shape))   # x.grad, w.grad, b.grad */
@@ -605,9 +607,8 @@ static wk_tensor *module_fn(wk_tensor *const *in, int n, void *user)
 Test(conv, module_gradcheck_float64)
 {
     wk_generator g = wk_generator_make(5);
-    wk_module *m = wk_conv2d_new(4, 4, 2, 3,
-                                 &(wk_conv2d_opts){.padding = {1, 1}, .groups = 2, .stride = {1, 2}},
-                                 true, &g);
+    wk_conv2d_opts o = {.padding = {1, 1}, .groups = 2, .stride = {1, 2}};
+    wk_module *m = wk_conv2d_new(4, 4, 2, 3, &o, true, &g);
     for (int i = 0; i < m->nparams; i++) {
         wk_tensor *d = wk_keep(wk_to_dtype(m->params[i].tensor, WK_DTYPE_F64));
         wk_tensor_free(m->params[i].tensor);

@@ -388,9 +388,9 @@ Test(pool, max_pool_matches_pytorch)
         wk_dtype d = dt ? WK_DTYPE_F64 : WK_DTYPE_F32;
         wk_tensor *x = torch_x(d), *idx = NULL;
         /* F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, return_indices=True) */
-        wk_tensor *y = wk_max_pool2d(
-            x, &(wk_pool2d_opts){.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true},
-            &idx);
+        wk_pool2d_opts o = {
+            .kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true};
+        wk_tensor *y = wk_max_pool2d(x, &o, &idx);
         expect_shape(y, 1, 2, 3, 4);
         expect_values(y, 0, 2.25, 2, 2.5, 0.75, 2.25, 2.75, 2.5, 1.5, 2, 2, 2.25, 2.25, 2.75, 2.75,
                       2.5, -0.25, 2.75, 2.75, 2.25, 0.5, 2, 2.5, 2.25, 1.25);
@@ -517,7 +517,8 @@ static void gradcheck(gc_fn fn, void *user, wk_tensor *x)
             cr_assert_not_null(yy, "%s", wk_last_error());
             const double *v = vals(yy);
             l[s] = 0;
-            for (int64_t i = 0; i < wk_numel(yy); i++) l[s] += v[i] * ((const double *)wk_data(w))[i];
+            const double *wv = wk_data(w);
+            for (int64_t i = 0; i < wk_numel(yy); i++) l[s] += v[i] * wv[i];
             wk_frame_end();
         }
         base[off] = x0;
