@@ -610,7 +610,9 @@ Test(conv, module_gradcheck_float64)
     wk_conv2d_opts o = {.padding = {1, 1}, .groups = 2, .stride = {1, 2}};
     wk_module *m = wk_conv2d_new(4, 4, 2, 3, &o, true, &g);
     for (int i = 0; i < m->nparams; i++) {
+        wk_no_grad_begin(); /* a new leaf, not a node of the old parameter */
         wk_tensor *d = wk_keep(wk_to_dtype(m->params[i].tensor, WK_DTYPE_F64));
+        wk_no_grad_end();
         wk_tensor_free(m->params[i].tensor);
         m->params[i].tensor = wk_requires_grad_(d, true);
     }
