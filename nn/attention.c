@@ -20,6 +20,7 @@
 #include "../tensor/creation.h"
 #include "../tensor/linalg.h"
 #include "init.h"
+#include "../tensor/cpu/reduce-impl.h"
 #include "norm.h"
 
 typedef enum { ATTN_SDPA, ATTN_QKV, ATTN_COUNT } attn_op;
@@ -75,38 +76,6 @@ static inline double join8(const double *l)
     return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
-/* exp for float32 in plain arithmetic so that loops calling it vectorise: the same
- * function as tensor/cpu/reduce.c's (Cephes' polynomial, within 1 ulp; inf and NaN
- * propagate, results below 1e-38 flush to 0). */
-typedef union {
-    float f;
-    uint32_t u;
-} f32_bits;
-
-static inline float vexpf(float x)
-{
-    f32_bits ux = {.f = x};
-    uint32_t ax = ux.u & 0x7fffffffu;
-    float t = x * 1.44269504088896341f + 12582912.0f;
-    float n = t - 12582912.0f;
-    float r = x - n * 0.693359375f - n * -2.12194440e-4f;
-    float q = 1.9875691500e-4f;
-    q = q * r + 1.3981999507e-3f;
-    q = q * r + 8.3334519073e-3f;
-    q = q * r + 4.1665795894e-2f;
-    q = q * r + 1.6666665459e-1f;
-    q = q * r + 5.0000001201e-1f;
-    q = q * r * r + r + 1.0f;
-    f32_bits tb = {.f = t};
-    int32_t ni = (int32_t)(tb.u - 0x4B400000u), h = ni / 2;
-    f32_bits s1 = {.u = (uint32_t)(h + 127) << 23}, s2 = {.u = (uint32_t)(ni - h + 127) << 23};
-    f32_bits y = {.f = q * s1.f * s2.f};
-    uint32_t neg = 0u - (ux.u >> 31), nan = 0u - (uint32_t)(ax > 0x7f800000u);
-    uint32_t out_of_range = ~neg & ((nan & ux.u) | (~nan & 0x7f800000u));
-    uint32_t in = 0u - (uint32_t)(ax <= 0x42B17217u);
-    y.u = (in & y.u) | (~in & out_of_range);
-    return y.f;
-}
 
 /* Typed row pieces:
  * softmax_row: row s (n keys) in place: mask the first lim keys (bool: false -> -inf;
@@ -162,7 +131,7 @@ static inline float vexpf(float x)
         T r = (T)join8(l);                                                               \
         for (j = 0; j < n; j++) w[j] = p[j] * (w[j] - r);                                \
     }
-ATTN_PRIMS(f32, float, vexpf)
+ATTN_PRIMS(f32, float, wki_expf)
 ATTN_PRIMS(f64, double, exp)
 
 typedef struct {
