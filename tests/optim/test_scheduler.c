@@ -5,9 +5,12 @@
  *
  * Most tests run standalone (opt = NULL, base lrs from wk_scheduler_set_base_lrs). The
  * optimizer algorithms are written elsewhere; the optimizer test here uses a stand-in
- * built on optim/optimizer-impl.h, driving the real group/lr functions of optimizer.c. */
+ * built on optim/optimizer-impl.h, driving the real group/lr functions of optimizer.c;
+ * the last tests drive a real AdamW (autograd loss) with qWarmupScheduler(CosineAnnealingLR)
+ * and round-trip both states mid-run. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "../../optim/optimizer-impl.h"
 #include "test_util.h"
@@ -938,4 +941,144 @@ Test(scheduler, errors_state_load)
     cr_assert_eq(wk_scheduler_state_load(t, st), 0, "%s", wk_last_error());
     free(st);
     wk_scheduler_free(s), wk_scheduler_free(t), wk_scheduler_free(u);
+}
+
+/* ---- a real AdamW driven by qWarmupScheduler(CosineAnnealingLR) ---- */
+
+enum { RUN_N = 7, RUN_STEPS = 30, RUN_W = 5, RUN_T = 20 };
+#define RUN_BASE 0.05
+#define RUN_F 0.1
+#define RUN_ETA 1e-4
+
+/* lr of update k + 1 (after k updates): warmup, then the cosine counting from 0 */
+static double run_lr(int64_t k)
+{
+    return k < RUN_W ? RUN_BASE * (RUN_F + (1 - RUN_F) * (double)k / RUN_W)
+                     : cos_lr(RUN_BASE, k - RUN_W, RUN_T, RUN_ETA);
+}
+
+static wk_scheduler *run_sched(wk_optimizer *opt)
+{
+    wk_qwarmup_opts o = wk_qwarmup_opts_default();
+    o.warmup_steps = RUN_W, o.warmup_factor = RUN_F;
+    wk_scheduler *s = wk_qwarmup_new(wk_cosine_lr_new(opt, RUN_T, RUN_ETA), &o);
+    cr_assert_not_null(s, "%s", wk_last_error());
+    return s;
+}
+
+static wk_optimizer *run_opt(wk_tensor *w)
+{
+    wk_optimizer *o =
+        wk_adamw_new(&w, 1, WK_HPARAMS({"lr", RUN_BASE}, {"weight_decay", 0.05}));
+    cr_assert_not_null(o, "%s", wk_last_error());
+    return o;
+}
+
+/* update k + 1: loss = mse(w * x_k, y) through autograd, AdamW step, scheduler step */
+static void run_update(wk_tensor *w, wk_optimizer *opt, wk_scheduler *s, int k)
+{
+    wk_frame_begin();
+    wk_tensor *x = wk_empty(WK_SHAPE(RUN_N), WK_DTYPE_F32);
+    wk_tensor *y = wk_empty(WK_SHAPE(RUN_N), WK_DTYPE_F32);
+    for (int i = 0; i < RUN_N; i++) {
+        ((float *)wk_data(x))[i] = (float)(1 + 0.5 * sin(0.3 * k + i));
+        ((float *)wk_data(y))[i] = (float)cos(0.9 * i);
+    }
+    cr_assert_eq(wk_backward(wk_mse_loss(wk_mul(w, x), y, WK_REDUCTION_MEAN)), 0, "%s",
+                 wk_last_error());
+    wk_frame_end();
+    cr_assert_eq(wk_optimizer_step(opt), 0, "%s", wk_last_error());
+    wk_optimizer_zero_grad(opt);
+    cr_assert_eq(wk_scheduler_step(s), 0, "%s", wk_last_error());
+}
+
+static wk_tensor *run_param(void)
+{
+    wk_tensor *w = wk_empty(WK_SHAPE(RUN_N), WK_DTYPE_F32);
+    for (int i = 0; i < RUN_N; i++) ((float *)wk_data(w))[i] = (float)sin(1.0 + i);
+    while (w->frame) wk_keep(w); /* persistent, freed by the test */
+    return wk_requires_grad_(w, true);
+}
+
+Test(scheduler, qwarmup_cosine_drives_adamw)
+{
+    wk_tensor *w = run_param();
+    wk_optimizer *opt = run_opt(w);
+    wk_scheduler *s = run_sched(opt);
+    float start[RUN_N];
+    memcpy(start, wk_data(w), sizeof start);
+    for (int k = 0; k < RUN_STEPS; k++) {
+        double lr = wk_optimizer_get_lr(opt, 0);
+        cr_assert(close_rel(lr, run_lr(k), 1e-15), "update %d: optimizer lr %.17g, expected %.17g",
+                  k + 1, lr, run_lr(k));
+        cr_assert_eq(wk_scheduler_get_lr(s, 0), lr);
+        cr_assert_eq(wk_optimizer_initial_lr(opt, 0), RUN_BASE, "initial_lr stays the base");
+        run_update(w, opt, s, k);
+    }
+    cr_assert_eq(wk_optimizer_step_count(opt), RUN_STEPS);
+    cr_assert_eq(wk_scheduler_steps(s), RUN_STEPS);
+    cr_assert(memcmp(start, wk_data(w), sizeof start) != 0, "the parameter moved");
+    wk_scheduler_free(s);
+    wk_optimizer_free(opt);
+    wk_tensor_free(w);
+}
+
+/* save optimizer + scheduler after k updates, load into fresh ones over a copy of the
+ * parameter, continue: parameters and lrs bit-identical to the uninterrupted run */
+Test(scheduler, qwarmup_adamw_state_round_trip_is_bit_identical)
+{
+    float ref_w[RUN_STEPS][RUN_N];
+    double ref_lr[RUN_STEPS];
+    wk_tensor *w = run_param();
+    wk_optimizer *opt = run_opt(w);
+    wk_scheduler *s = run_sched(opt);
+    for (int k = 0; k < RUN_STEPS; k++) {
+        ref_lr[k] = wk_optimizer_get_lr(opt, 0);
+        run_update(w, opt, s, k);
+        memcpy(ref_w[k], wk_data(w), sizeof ref_w[k]);
+    }
+    wk_scheduler_free(s);
+    wk_optimizer_free(opt);
+    wk_tensor_free(w);
+
+    char path[] = "/tmp/wick_sched_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    const int cuts[] = {3, RUN_W, 12};  /* inside the warmup, at the hand-off, in the cosine */
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        int cut = cuts[c];
+        w = run_param();
+        opt = run_opt(w);
+        s = run_sched(opt);
+        for (int k = 0; k < cut; k++) run_update(w, opt, s, k);
+        cr_assert_eq(wk_optimizer_save(opt, path), 0, "%s", wk_last_error());
+        char *json = wk_scheduler_state_save(s);
+        cr_assert_not_null(json, "%s", wk_last_error());
+        wk_tensor *w2 = run_param(); /* fresh objects: start values, then the saved ones */
+        memcpy(wk_data(w2), wk_data(w), RUN_N * sizeof(float));
+        wk_scheduler_free(s);
+        wk_optimizer_free(opt);
+        wk_tensor_free(w);
+
+        wk_optimizer *opt2 = run_opt(w2);
+        wk_scheduler *s2 = run_sched(opt2);
+        cr_assert_eq(wk_optimizer_load(opt2, path), 0, "%s", wk_last_error());
+        cr_assert_eq(wk_scheduler_state_load(s2, json), 0, "%s", wk_last_error());
+        free(json);
+        cr_assert_eq(wk_optimizer_step_count(opt2), cut);
+        cr_assert_eq(wk_scheduler_steps(s2), cut);
+        for (int k = cut; k < RUN_STEPS; k++) {
+            cr_assert_eq(wk_optimizer_get_lr(opt2, 0), ref_lr[k], "cut %d, update %d: lr", cut,
+                         k + 1);
+            run_update(w2, opt2, s2, k);
+            cr_assert(memcmp(wk_data(w2), ref_w[k], sizeof ref_w[k]) == 0,
+                      "cut %d, update %d: parameters differ from the uninterrupted run", cut,
+                      k + 1);
+        }
+        wk_scheduler_free(s2);
+        wk_optimizer_free(opt2);
+        wk_tensor_free(w2);
+    }
+    unlink(path);
 }
