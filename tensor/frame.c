@@ -1,6 +1,7 @@
 /* Frames: scoped lifetimes for tensors made inside a training step. Each thread has a
  * stack of frames over one array of handles; a frame owns the handles from its start
  * index to the end. The array only grows, so a steady loop does not allocate here. */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "tensor-impl.h"
@@ -14,6 +15,11 @@ static _Thread_local struct {
     int depth;
     int overflow; /* frames opened beyond MAX_DEPTH (ignored, but matched) */
 } fs;
+
+/* A thread's handle array is freed when the thread exits (worker threads use frames too). */
+static pthread_key_t items_key;
+static pthread_once_t items_once = PTHREAD_ONCE_INIT;
+static void make_key(void) { pthread_key_create(&items_key, free); }
 
 void wk_frame_begin(void)
 {
@@ -41,6 +47,8 @@ void wki_frame_register(wk_tensor *t)
         }
         fs.items = items;
         fs.cap = cap;
+        pthread_once(&items_once, make_key);
+        pthread_setspecific(items_key, items);
     }
     t->frame_slot = fs.len;
     fs.items[fs.len++] = t;
