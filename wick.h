@@ -35,5 +35,6 @@
 #include "engine/idx.h"
 #include "engine/loader.h"
 #include "engine/metric.h"
+#include "engine/trainer.h"
 
 #endif
