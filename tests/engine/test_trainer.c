@@ -147,6 +147,86 @@ Test(trainer, trains_two_circles)
     setup_free(&s);
 }
 
+/* The parameters of two setups are bit-identical. */
+static void expect_same_params(setup *a, setup *b)
+{
+    wk_named_param pa[16], pb[16];
+    int n = wk_module_named_parameters(a->model->module, false, pa, 16);
+    cr_assert_eq(wk_module_named_parameters(b->model->module, false, pb, 16), n);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(memcmp(wk_data(pa[i].tensor), wk_data(pb[i].tensor),
+                            (size_t)wk_numel(pa[i].tensor) * sizeof(float)),
+                     0, "parameter %s differs", pa[i].name);
+}
+
+/* The trainer does what the hand-written loop of optim/optimizer.h does, bit for bit:
+ * plain updates, and windows of 5 micro-batches cut short at the end of the epoch. */
+Test(trainer, same_as_a_manual_loop)
+{
+    for (int accumulate = 1; accumulate <= 5; accumulate += 4) {
+        setup a = {0}, b = {0};
+        setup_make(&a, NULL, 1e-2, false);
+        setup_make(&b, NULL, 1e-2, false);
+        wk_engine *trainer = wk_create_supervised_trainer(
+            a.model, a.opt, &(wk_trainer_opts){.accumulate = accumulate});
+        cr_assert_eq(wk_engine_run(trainer, &a.train_src, 1, -1, -1), 0, "%s", wk_last_error());
+        double loss = wk_engine_get_state(trainer)->output.values[0];
+        wk_trainer_free(trainer);
+
+        cr_assert_eq(wk_optimizer_set_accumulation(b.opt, accumulate), 0);
+        double manual_loss = NAN;
+        for (int64_t i = 0; i < 32; i++) {
+            wk_batch batch;
+            wk_frame_begin();
+            cr_assert_eq(wk_loader_next(b.train, &batch), 1);
+            wk_model_output out;
+            cr_assert_eq(wk_model_forward(b.model, &batch, WK_MODE_LOSS, &out), 0);
+            wk_tensor *l = wk_model_total_loss(&out);
+            manual_loss = wk_item(l);
+            if (accumulate == 1) {
+                cr_assert_eq(wk_backward(l), 0);
+                cr_assert_eq(wk_optimizer_step(b.opt), 0);
+                wk_optimizer_zero_grad(b.opt);
+            } else {
+                double scale = wk_optimizer_loss_scale(b.opt, 32 - i);
+                cr_assert_eq(wk_backward(wk_mul_scalar(l, scale)), 0);
+                cr_assert_geq(wk_optimizer_micro_step(b.opt, i == 31), 0);
+            }
+            wk_frame_end();
+        }
+        cr_assert_eq(wk_optimizer_step_count(a.opt), accumulate == 1 ? 32 : 7);
+        cr_assert_eq(wk_optimizer_step_count(b.opt), wk_optimizer_step_count(a.opt));
+        cr_assert_eq(memcmp(&loss, &manual_loss, sizeof loss), 0, "%.17g vs %.17g", loss,
+                     manual_loss);
+        expect_same_params(&a, &b);
+        setup_free(&a);
+        setup_free(&b);
+    }
+}
+
+/* Metrics are reset at every run: two runs give the same result; eval mode, no grad. */
+Test(trainer, evaluator_runs_again)
+{
+    setup s = {0};
+    setup_make(&s, NULL, 1e-2, false);
+    wk_metric *ms[] = {wk_accuracy_new((int[]){1}, 1)};
+    wk_engine *ev = wk_create_supervised_evaluator(s.model, ms, 1);
+    cr_assert_not_null(ev, "%s", wk_last_error());
+    double acc[2];
+    for (int r = 0; r < 2; r++) {
+        cr_assert_eq(wk_engine_run(ev, &s.val_src, 1, -1, -1), 0, "%s", wk_last_error());
+        acc[r] = wk_engine_get_metric(ev, "accuracy");
+        cr_assert_eq(wk_engine_get_state(ev)->iteration, 2);
+    }
+    cr_assert(acc[0] >= 0 && acc[0] <= 100 && acc[0] == acc[1], "%g vs %g", acc[0], acc[1]);
+    cr_assert(!s.model->module->training);
+    wk_named_param np[16];
+    int n = wk_module_named_parameters(s.model->module, false, np, 16);
+    for (int i = 0; i < n; i++) cr_assert_null(np[i].tensor->grad, "%s has a grad", np[i].name);
+    wk_trainer_free(ev);
+    setup_free(&s);
+}
+
 Test(trainer, deterministic)
 {
     double loss[2];
