@@ -94,7 +94,8 @@ wk_engine *wk_create_supervised_trainer(wk_model *model, wk_optimizer *opt,
 {
     wk_trainer_opts o = opts ? *opts : (wk_trainer_opts){0};
     if (!model || !opt) {
-        wk_set_error("create_supervised_trainer: %s is NULL", model ? "the optimizer" : "the model");
+        wk_set_error("create_supervised_trainer: %s is NULL",
+                     model ? "the optimizer" : "the model");
         return NULL;
     }
     if (o.accumulate < 0 || !(o.clip_grad_norm >= 0) || !(o.clip_grad_value >= 0)) {
