@@ -13,7 +13,6 @@ typedef struct {
     wk_model *model;
     wk_optimizer *opt;
     wk_trainer_opts opts;
-    int pending;             /* micro-batches in the current accumulation window */
 } trainer;
 
 typedef struct {
@@ -68,18 +67,20 @@ static wk_engine_output *train_step(wk_engine *e, const wk_batch *b, void *user)
         if (wk_backward(loss) || clip(t) || wk_optimizer_step(t->opt)) goto fail;
         wk_optimizer_zero_grad(t->opt);
     } else {
-        /* Micro-batches left in this epoch (this one included), 0 when unknown. */
-        int64_t left = 0;
-        if (s->epoch_length > 0)
-            left = s->epoch_length - (s->iteration - 1) % s->epoch_length;
+        /* The iteration within the epoch (1-based) and the micro-batches left in it (this
+         * one included; 0 when the epoch length is not known yet, in the first epoch).
+         * Windows restart with every epoch (the last one is cut short), so a window ends
+         * at every n-th iteration of an epoch and at its last: derived from the state,
+         * this stays right after a restored state. */
+        int64_t in_epoch = s->iteration, left = 0;
+        if (s->epoch_length > 0) {
+            in_epoch = (s->iteration - 1) % s->epoch_length + 1;
+            left = s->epoch_length - in_epoch + 1;
+        }
         bool last = left == 1;
         wk_tensor *scaled = wk_mul_scalar(loss, wk_optimizer_loss_scale(t->opt, left));
         if (!scaled || wk_backward(scaled)) goto fail;
-        bool window_end = ++t->pending >= n || last;
-        if (window_end) {
-            t->pending = 0;
-            if (clip(t)) goto fail;
-        }
+        if ((in_epoch % n == 0 || last) && clip(t)) goto fail;
         if (wk_optimizer_micro_step(t->opt, last) < 0) goto fail;
     }
     wk_engine_output_tensor(e, loss);

@@ -45,7 +45,10 @@ typedef struct {
 } wk_trainer_opts;
 
 /* A supervised trainer engine over model and opt (both borrowed). opts may be NULL
- * (defaults: no accumulation, no clipping). Sets the optimizer's accumulation window.
+ * (defaults: no accumulation, no clipping). Sets (so restarts) the optimizer's
+ * accumulation window: restore an optimizer's saved state after this, not before.
+ * Windows restart with each epoch and are derived from the engine's state, so a run
+ * continued after a terminate or a state load keeps them aligned.
  * NULL with an error (NULL model or optimizer, accumulate < 0, negative or NaN clip). */
 wk_engine *wk_create_supervised_trainer(wk_model *model, wk_optimizer *opt,
                                         const wk_trainer_opts *opts);

@@ -326,6 +326,40 @@ static wk_engine_output *no_step(wk_engine *e, const struct wk_batch *b, void *u
     return wk_engine_output_scalar(e, "loss", 0);
 }
 
+static int stop(wk_engine *e, void *user)
+{
+    (void)user;
+    wk_engine_terminate(e);
+    return 0;
+}
+
+/* With accumulation the grads are clipped once per window, before its update. */
+Test(trainer, clip_with_accumulation)
+{
+    setup s = {0};
+    setup_make(&s, NULL, 1.0, true);
+    wk_tensor *w = wk_module_find(s.model->module, "2.weight");
+    wk_tensor *before = wk_clone(w);
+    wk_engine *trainer = wk_create_supervised_trainer(
+        s.model, s.opt, &(wk_trainer_opts){.accumulate = 5, .clip_grad_value = 1e-3});
+    /* Stop after 4 micro-batches, then continue the run: the window ends at the 5th. */
+    wk_engine_on_filtered(trainer, WK_EVENT_ITERATION_COMPLETED,
+                          &(wk_event_filter){.once = {4}, .n_once = 1}, stop, NULL);
+    cr_assert_eq(wk_engine_run(trainer, &s.train_src, -1, 5, -1), 0, "%s", wk_last_error());
+    cr_assert_eq(wk_engine_get_state(trainer)->iteration, 4);
+    cr_assert_eq(wk_optimizer_step_count(s.opt), 0);
+    cr_assert_eq(memcmp(wk_data(w), wk_data(before), (size_t)wk_numel(w) * sizeof(float)), 0);
+    cr_assert_eq(wk_engine_run(trainer, &s.train_src, -1, 5, -1), 0, "%s", wk_last_error());
+    cr_assert_eq(wk_engine_get_state(trainer)->iteration, 5);
+    cr_assert_eq(wk_optimizer_step_count(s.opt), 1);
+    double maxd = 0;
+    for (int64_t i = 0; i < wk_numel(w); i++)
+        maxd = fmax(maxd, fabs(tu_at(w, i) - tu_at(before, i)));
+    cr_assert(maxd > 0 && maxd <= 1e-3 * (1 + 1e-3), "max change %g", maxd);
+    wk_trainer_free(trainer);
+    setup_free(&s);
+}
+
 Test(trainer, bad_arguments)
 {
     setup s = {0};
