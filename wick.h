@@ -36,5 +36,6 @@
 #include "engine/loader.h"
 #include "engine/metric.h"
 #include "engine/checkpoint.h"
+#include "engine/trainer.h"
 
 #endif

@@ -75,6 +75,11 @@ wk_engine *wk_engine_new(wk_process_fn process, void *user)
     return e;
 }
 
+void *wk_engine_process_user(const wk_engine *e, wk_process_fn process)
+{
+    return e && process && e->process == process ? e->process_user : NULL;
+}
+
 void wk_engine_free(wk_engine *e)
 {
     if (!e) return;

@@ -132,6 +132,9 @@ wk_engine *wk_engine_new(wk_process_fn process, void *user);
 void wk_engine_free(wk_engine *engine);
 /* The engine's state (read it from handlers; change it only through the functions here). */
 wk_engine_state *wk_engine_get_state(wk_engine *engine);
+/* The user pointer given to wk_engine_new when the engine's process function is `process`,
+ * else NULL (lets a wrapper such as the supervised trainer find its own state). */
+void *wk_engine_process_user(const wk_engine *engine, wk_process_fn process);
 
 /* Register a handler for an event (built-in or user); handlers run in registration
  * order. Returns a handle; {NULL, 0} with an error for an unknown event. */
