@@ -117,7 +117,7 @@ typedef wk_tensor *(*wk_classifier_loss_fn)(wk_tensor *logits, wk_tensor *labels
  * logits = net(inputs);
  *   LOSS    -> {"loss": wk_cross_entropy(logits, labels)}  (labels required)
  *   PREDICT -> {"logits", "preds": argmax over the class dim (1, or 0 for 1-d logits),
- *               "labels" when the batch has them}
+ *               and when the batch has labels: "labels" and "loss" (the batch's mean)}
  *   TENSOR  -> {"logits"}.
  * NULL with an error (NULL net, out of memory; net is freed). */
 wk_model *wk_classifier_new(wk_module *net);
