@@ -325,7 +325,10 @@ static int classifier_forward(wk_model *model, const wk_batch *batch, wk_forward
         if (wk_model_output_set(out, "logits", logits) ||
             wk_model_output_set(out, "preds", wk_argmax(logits, logits->ndim >= 2, false)))
             return -1;
-        return labels ? wk_model_output_set(out, "labels", labels) : 0;
+        if (!labels) return 0;
+        /* With labels, PREDICT also reports the loss (for the Loss metric). */
+        if (wk_model_output_set(out, "labels", labels)) return -1;
+        return wk_model_output_set(out, "loss", cfg->loss(logits, labels));
     case WK_MODE_TENSOR:
     default:
         return wk_model_output_set(out, "logits", logits);
