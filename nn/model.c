@@ -5,15 +5,8 @@
 
 #include "../tensor/reduce.h"
 #include "../tensor/elementwise.h"
+#include "loss.h"
 #include "model.h"
-
-/* nn/loss.h (wk_cross_entropy) is written in parallel with this file. Until it lands,
- * this weak reference keeps the library linkable; the classifier's default loss reports
- * the missing function instead of crashing. Once loss.h declares it: replace this with
- * #include "loss.h" (a weak reference does not pull loss.o out of the static library). */
-struct wk_cross_entropy_opts;
-wk_tensor *wk_cross_entropy(wk_tensor *logits, wk_tensor *target,
-                            const struct wk_cross_entropy_opts *opts) __attribute__((weak));
 
 static const char *const mode_names[] = {
     [WK_MODE_LOSS] = "loss",
@@ -296,11 +289,6 @@ typedef struct {
 
 static wk_tensor *default_loss(wk_tensor *logits, wk_tensor *labels)
 {
-    if (!wk_cross_entropy) {
-        wk_set_error("classifier: wk_cross_entropy is not linked into this build; pass a "
-                     "loss with wk_classifier_new_with_loss");
-        return NULL;
-    }
     return wk_cross_entropy(logits, labels, NULL);
 }
 

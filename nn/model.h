@@ -117,11 +117,12 @@ typedef wk_tensor *(*wk_classifier_loss_fn)(wk_tensor *logits, wk_tensor *labels
  * logits = net(inputs);
  *   LOSS    -> {"loss": wk_cross_entropy(logits, labels)}  (labels required)
  *   PREDICT -> {"logits", "preds": argmax over the class dim (1, or 0 for 1-d logits),
- *               "labels" when the batch has them}
+ *               and, when the batch has "labels", "labels" and "loss" (for metrics)}
  *   TENSOR  -> {"logits"}.
  * NULL with an error (NULL net, out of memory; net is freed). */
 wk_model *wk_classifier_new(wk_module *net);
-/* Like wk_classifier_new with another loss in LOSS mode (e.g. one with label smoothing). */
+/* Like wk_classifier_new with another loss (LOSS, and PREDICT with labels; e.g. one with
+ * label smoothing). */
 wk_model *wk_classifier_new_with_loss(wk_module *net, wk_classifier_loss_fn loss);
 
 #ifdef __cplusplus

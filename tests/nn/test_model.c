@@ -297,7 +297,8 @@ Test(model, classifier_tensor_and_predict)
     tu_expect_values(logits, want, 20, 1e-6, 1e-6, "logits");
 
     cr_assert_eq(wk_model_forward(m, &b, WK_MODE_PREDICT, &out), 0, "%s", wk_last_error());
-    cr_assert_eq(out.count, 3);
+    cr_assert_eq(out.count, 4); /* logits, preds, labels, loss (labels given) */
+    cr_assert_not_null(wk_model_output_get(&out, "loss"), "%s", wk_last_error());
     tu_expect_values(wk_model_output_get(&out, "logits"), want, 20, 1e-6, 1e-6, "logits");
     wk_tensor *preds = wk_model_output_get(&out, "preds");
     expect_shape(preds, 5);
