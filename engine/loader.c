@@ -175,6 +175,7 @@ static void *worker(void *arg)
     }
     pthread_mutex_unlock(&l->mu);
     free(order);
+    wki_frame_thread_exit(); /* the frames compute_order opened on this thread */
     return NULL;
 }
 

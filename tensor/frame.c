@@ -46,6 +46,14 @@ void wki_frame_register(wk_tensor *t)
     fs.items[fs.len++] = t;
 }
 
+void wki_frame_thread_exit(void)
+{
+    if (fs.depth || fs.len) return; /* frames still open: their handles stay tracked */
+    free(fs.items);
+    fs.items = NULL;
+    fs.cap = 0;
+}
+
 void wki_frame_unregister(wk_tensor *t)
 {
     if (t->frame_slot >= 0 && t->frame_slot < fs.len && fs.items[t->frame_slot] == t)

@@ -58,6 +58,9 @@ int64_t wki_shape_numel(const int64_t *shape, int ndim);
 void wki_frame_register(wk_tensor *t);
 /* Drop the handle's slot before an early free. */
 void wki_frame_unregister(wk_tensor *t);
+/* Free this thread's frame bookkeeping before a worker thread exits (no-op while frames
+ * are open). */
+void wki_frame_thread_exit(void);
 
 /* ---- errors (error.c) ---- */
 
