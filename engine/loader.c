@@ -283,6 +283,9 @@ int wk_loader_next(wk_loader *l, wk_batch *out)
         s->ready = false;
         l->head = (l->head + 1) % MAX_PREFETCH;
         l->count--;
+        /* After a failure the position stays; the worker restarts there so that a retry
+         * makes the same batch again (not the one after it). */
+        if (failed) seek_locked(l);
         pthread_cond_broadcast(&l->cv);
         pthread_mutex_unlock(&l->mu);
         if (failed) return -1;

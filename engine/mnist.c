@@ -13,6 +13,7 @@ typedef struct {
     wk_tensor *labels; /* uint8 [N] */
     int64_t n, h, w;
     wk_mnist_opts o;
+    float lut[256]; /* the scaled, normalised value of each byte (padding is byte 0) */
 } mnist;
 
 static int64_t mnist_length(const wk_dataset *ds) { return ((const mnist *)ds->self)->n; }
@@ -47,13 +48,15 @@ static int mnist_get(const wk_dataset *ds, int64_t index, int64_t epoch, void *c
         dy = (int64_t)(r[1] % (uint32_t)span) - a->crop_padding;
         flip = a->hflip && (r[2] & 1);
     }
-    double scale = 1.0 / 255.0, mean = m->o.mean, inv_std = m->o.std > 0 ? 1.0 / m->o.std : 1.0;
-    if (m->o.std <= 0) mean = 0;
-    for (int64_t y = 0; y < m->h; y++) {
-        for (int64_t x = 0; x < m->w; x++) {
-            int64_t sy = y + dy, sx = (flip ? m->w - 1 - x : x) + dx;
-            double v = (sy >= 0 && sy < m->h && sx >= 0 && sx < m->w) ? img[sy * m->w + sx] : 0;
-            out[y * m->w + x] = (float)((v * scale - mean) * inv_std);
+    if (!dx && !dy && !flip) {
+        for (int64_t i = 0; i < m->h * m->w; i++) out[i] = m->lut[img[i]];
+    } else {
+        for (int64_t y = 0; y < m->h; y++) {
+            for (int64_t x = 0; x < m->w; x++) {
+                int64_t sy = y + dy, sx = (flip ? m->w - 1 - x : x) + dx;
+                bool in = sy >= 0 && sy < m->h && sx >= 0 && sx < m->w;
+                out[y * m->w + x] = m->lut[in ? img[sy * m->w + sx] : 0];
+            }
         }
     }
     *(int64_t *)rows[1] = ((const uint8_t *)wk_data(m->labels))[index];
@@ -127,6 +130,9 @@ wk_dataset *wk_mnist_new(const char *dir, bool train, const wk_mnist_opts *opts)
     m->h = images->shape[1];
     m->w = images->shape[2];
     if (opts) m->o = *opts;
+    double scale = 1.0 / 255.0, mean = m->o.mean, inv_std = m->o.std > 0 ? 1.0 / m->o.std : 1.0;
+    if (m->o.std <= 0) mean = 0;
+    for (int v = 0; v < 256; v++) m->lut[v] = (float)((v * scale - mean) * inv_std);
     ds->type = type;
     ds->self = m;
     ds->length = mnist_length;
