@@ -246,16 +246,14 @@ Test(conv, results_do_not_depend_on_threads)
                                      &(wk_conv2d_opts){.padding = {1, 1}, .algo = algo});
             cr_assert_eq(wk_backward_ex(y, gy, false), 0, "%s", wk_last_error());
             r[t][0] = y;
-            r[t][1] = xx->grad;
-            r[t][2] = w->grad;
-            r[t][3] = b->grad;
+            r[t][1] = wk_grad_take(xx); /* released with the test's frame */
+            r[t][2] = wk_grad_take(w);
+            r[t][3] = wk_grad_take(b);
         }
         for (int k = 0; k < 4; k++)
             cr_assert(!memcmp(wk_data(r[0][k]), wk_data(r[1][k]),
                               (size_t)wk_numel(r[0][k]) * sizeof(float)),
                       "algo %d result %d differs between 1 and 2 threads", algo, k);
-        for (int t = 0; t < 2; t++)
-            for (int k = 1; k < 4; k++) wk_tensor_free(r[t][k]);
     }
     wk_set_num_threads(saved);
 }
