@@ -64,7 +64,7 @@ static void need_backward_of_sum(void)
 {
     wk_tensor *x = leaf(wk_ones(WK_SHAPE(2, 2), WK_DTYPE_F64));
     if (!wk_sum(x, WK_ALL_DIMS, false)->requires_grad)
-        cr_skip_test("wk_sum has no backward yet (reductions): gradchecks skipped");
+        cr_assert_fail("wk_sum has no backward yet (reductions): gradchecks skipped");
 }
 
 static void need_backward_of_transpose(void)
@@ -72,7 +72,7 @@ static void need_backward_of_transpose(void)
     need_backward_of_sum();
     wk_tensor *x = leaf(wk_ones(WK_SHAPE(2, 2), WK_DTYPE_F64));
     if (!wk_transpose(x, 0, 1)->requires_grad)
-        cr_skip_test("wk_transpose has no backward yet (views): view gradchecks skipped");
+        cr_assert_fail("wk_transpose has no backward yet (views): view gradchecks skipped");
 }
 
 static void gradcheck_ok(wk_gradcheck_fn fn, void *user, wk_tensor *const *in, int n,

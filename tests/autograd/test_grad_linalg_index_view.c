@@ -22,7 +22,7 @@ static void require_gradcheck(void)
     wk_tensor *x = wk_requires_grad_(wk_ones(WK_SHAPE(1), WK_DTYPE_F64), true);
     wk_tensor *s = wk_sum(wk_mul(x, x), WK_ALL_DIMS, false);
     if (!s || !s->requires_grad)
-        cr_skip_test("wk_gradcheck needs the backward of mul and sum (not recorded yet)");
+        cr_assert_fail("wk_gradcheck needs the backward of mul and sum (not recorded yet)");
 }
 
 static void check(wk_gradcheck_fn fn, void *user, wk_tensor *const *in, int n, const char *what)

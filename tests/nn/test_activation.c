@@ -157,7 +157,7 @@ Test(activation, gradcheck_through_modules)
 {
     wk_tensor *probe = wk_requires_grad_(wk_ones(WK_SHAPE(2), WK_DTYPE_F64), true);
     if (!wk_sum(probe, WK_ALL_DIMS, false)->requires_grad)
-        cr_skip_test("wk_sum has no backward yet (reductions): gradchecks skipped");
+        cr_assert_fail("wk_sum has no backward yet (reductions): gradchecks skipped");
     for (int k = 0; k < NCASES; k++) {
         wk_module *m = cases[k].make(cases[k].arg);
         wk_tensor *x = input(WK_DTYPE_F64, false); /* no element within eps of relu's kink */

@@ -938,7 +938,7 @@ Test(attention, attention_modules_gradcheck)
 {
     wk_tensor *x = wk_requires_grad_(wk_ones(WK_SHAPE(1, 2), WK_DTYPE_F64), true);
     wk_tensor *l = wk_linear(x, wk_ones(WK_SHAPE(2, 2), WK_DTYPE_F64), NULL);
-    if (!l || !l->requires_grad) cr_skip_test("linear has no backward on this branch yet");
+    if (!l || !l->requires_grad) cr_assert_fail("linear has no backward on this branch yet");
     wk_module *ms[] = {wk_multihead_attention_new(6, 2, 0, true, true, NULL),
                        wk_causal_self_attention_new(6, 3, true, 0, NULL)};
     for (int i = 0; i < 2; i++) {
@@ -959,7 +959,7 @@ Test(attention, wk_gradcheck_when_available)
 {
     wk_tensor *t = wk_requires_grad_(wk_ones(WK_SHAPE(2), WK_DTYPE_F64), true);
     wk_tensor *s = wk_sum(wk_mul(t, t), WK_ALL_DIMS, false);
-    if (!s || !s->requires_grad) cr_skip_test("mul/sum have no backward on this branch yet");
+    if (!s || !s->requires_grad) cr_assert_fail("mul/sum have no backward on this branch yet");
     sdpa_case c = {true, false, false, 0.2};
     wk_tensor *in[3] = {rand_t(WK_SHAPE(2, 4, 3), WK_DTYPE_F64, 140, -1, 1),
                         rand_t(WK_SHAPE(2, 4, 3), WK_DTYPE_F64, 141, -1, 1),

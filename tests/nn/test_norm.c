@@ -1112,7 +1112,7 @@ Test(norm, wk_gradcheck_when_available)
 {
     wk_tensor *t = wk_requires_grad_(wk_ones(WK_SHAPE(2), WK_DTYPE_F64), true);
     wk_tensor *s = wk_sum(wk_mul(t, t), WK_ALL_DIMS, false);
-    if (!s || !s->requires_grad) cr_skip_test("mul/sum have no backward on this branch yet");
+    if (!s || !s->requires_grad) cr_assert_fail("mul/sum have no backward on this branch yet");
     bn_case bc = {true, true, false, false};
     ln_case lc = {2, true, false, 0};
     gn_case gc = {2, true};
