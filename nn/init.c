@@ -97,10 +97,14 @@ wk_tensor *wk_init_kaiming_normal_(wk_tensor *t, double a, wk_fan_mode mode,
 
 int wk_init_torch_default_(wk_tensor *weight, wk_tensor *bias, wk_generator *g)
 {
-    if (!wk_init_kaiming_uniform_(weight, sqrt(5.0), WK_FAN_IN, "leaky_relu", g)) return -1;
-    if (!bias) return 0;
     int64_t fi, fo;
     if (wk_init_fans(weight, &fi, &fo)) return -1;
-    double b = fi > 0 ? 1.0 / sqrt((double)fi) : 0;
+    /* torch: kaiming on a weight without elements is a no-op, and the bias bound is 0 */
+    if (wk_numel(weight) > 0 &&
+        !wk_init_kaiming_uniform_(weight, sqrt(5.0), WK_FAN_IN, "leaky_relu", g))
+        return -1;
+    if (!bias) return 0;
+    if (fi <= 0) return wk_fill_(bias, 0) ? 0 : -1;
+    double b = 1.0 / sqrt((double)fi);
     return wk_uniform_(bias, -b, b, g) ? 0 : -1;
 }

@@ -38,7 +38,8 @@ wk_tensor *wk_init_kaiming_uniform_(wk_tensor *t, double a, wk_fan_mode mode,
 wk_tensor *wk_init_kaiming_normal_(wk_tensor *t, double a, wk_fan_mode mode,
                                    const char *nonlinearity, wk_generator *g);
 /* The default of torch's Linear and ConvNd: kaiming_uniform(a = sqrt(5)) on the weight
- * and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) on the bias (bias may be NULL). */
+ * and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) on the bias (bias may be NULL); as torch, a
+ * weight without elements is left alone and the bias of a zero fan in is zeroed. */
 int wk_init_torch_default_(wk_tensor *weight, wk_tensor *bias, wk_generator *g);
 
 #ifdef __cplusplus

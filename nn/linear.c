@@ -28,10 +28,7 @@ wk_module *wk_linear_new(int64_t in_features, int64_t out_features, bool bias,
     c->out_features = out_features;
     wk_tensor *w = wk_empty(WK_SHAPE(out_features, in_features), WK_DTYPE_F32);
     wk_tensor *b = bias ? wk_empty(WK_SHAPE(out_features), WK_DTYPE_F32) : NULL;
-    bool ok = w && (!bias || b);
-    if (ok && wk_numel(w) > 0) ok = wk_init_torch_default_(w, b, g) == 0;
-    else if (ok && b) ok = wk_fill_(b, 0) != NULL; /* torch: zero fan in, bias bound 0 */
-    if (!ok) {
+    if (!w || (bias && !b) || wk_init_torch_default_(w, b, g)) {
         wk_tensor_free(w);
         wk_tensor_free(b);
         wk_module_free(m);
