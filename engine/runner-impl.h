@@ -87,6 +87,9 @@ struct wk_runner {
 };
 
 /* ---- runner.c ---- */
+/* The engine's epoch cap: max_epochs, or one it never reaches (the Runner stops itself at
+ * max_steps), kept under 2^52 iterations so the engine's state stays exact in JSON. */
+int64_t wki_runner_engine_epochs(const struct wk_runner *r);
 /* Dispatch slot to every hook in order (the engine handler of each mapped event). */
 int wki_runner_fire(struct wk_runner *r, hook_slot slot);
 /* Fire a runner event on the engine (its first handler dispatches the hooks). */

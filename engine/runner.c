@@ -475,6 +475,12 @@ static bool finished(const wk_runner *r)
     return o->max_epochs > 0 && es->iteration >= o->max_epochs * L;
 }
 
+int64_t wki_runner_engine_epochs(const wk_runner *r)
+{
+    int64_t L = r->state.epoch_length;
+    return r->opts.max_epochs > 0 ? r->opts.max_epochs : ((int64_t)1 << 52) / L;
+}
+
 int wk_runner_run(wk_runner *r)
 {
     if (!r) {
@@ -517,10 +523,8 @@ int wk_runner_run(wk_runner *r)
                 (long long)r->state.global_step);
         return 0;
     }
-    /* The engine counts epochs; the Runner stops itself at max_steps. With no epoch cap
-     * the engine gets one it can never reach. */
     int64_t L = r->state.epoch_length;
-    int64_t engine_epochs = o->max_epochs > 0 ? o->max_epochs : (INT64_MAX / 4) / L; /* as resume */
+    int64_t engine_epochs = wki_runner_engine_epochs(r);
     r->running = true;
     r->completed = false;
     r->data_time_seen = wk_engine_get_state(r->engine)->time_data;

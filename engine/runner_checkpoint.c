@@ -277,8 +277,7 @@ static int restore_state(wk_runner *r, const cJSON *st, const char *path)
     }
     /* The engine continues under this run's epoch cap (a finished run can be extended). */
     cJSON *eng = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(st, "engine"), true);
-    int64_t L = s->epoch_length;
-    int64_t cap = r->opts.max_epochs > 0 ? r->opts.max_epochs : (INT64_MAX / 4) / L;
+    int64_t cap = wki_runner_engine_epochs(r);
     if (eng) cJSON_ReplaceItemInObject(eng, "max_epochs", cJSON_CreateNumber((double)cap));
     char *engine = eng ? cJSON_PrintUnformatted(eng) : NULL;
     cJSON_Delete(eng);
