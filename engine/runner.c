@@ -582,6 +582,6 @@ wk_stop_reason wk_runner_stop_reason(const wk_runner *r)
     return r ? r->stop_reason : WK_STOP_NONE;
 }
 
-const struct wk_ema *wk_runner_ema(const wk_runner *r) { return r ? r->ema : NULL; }
+struct wk_ema *wk_runner_ema(wk_runner *r) { return r ? r->ema : NULL; }
 
 const char *wk_runner_checkpoint_dir(const wk_runner *r) { return r ? r->ckpt_dir : NULL; }

@@ -210,7 +210,7 @@ const wk_runner_state *wk_runner_get_state(const wk_runner *r);
 /* Why the last run ended. */
 wk_stop_reason wk_runner_stop_reason(const wk_runner *r);
 /* The EMA of the model's weights (NULL without use_ema). */
-const struct wk_ema *wk_runner_ema(const wk_runner *r);
+struct wk_ema *wk_runner_ema(wk_runner *r);
 /* The folder regular/best/last checkpoints go to (work_dir/checkpoints). */
 const char *wk_runner_checkpoint_dir(const wk_runner *r);
 
