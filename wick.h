@@ -37,5 +37,7 @@
 #include "engine/metric.h"
 #include "engine/checkpoint.h"
 #include "engine/trainer.h"
+#include "engine/dist.h"
+#include "engine/ddp.h"
 
 #endif
