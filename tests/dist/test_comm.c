@@ -6,31 +6,6 @@
 
 TestSuite(comm, .init = tu_setup, .fini = tu_teardown);
 
-static double expect_reduce(int w, int op, int64_t i, bool integer, bool i32)
-{
-    double acc = 0;
-    for (int r = 0; r < w; r++) {
-        double v = integer ? (double)(i32 ? cv_int(r, i) % 100000 : 0) : cv_float(r, i);
-        if (op == WK_COMM_MAX) acc = r == 0 || v > acc ? v : acc;
-        else if (op == WK_COMM_MIN) acc = r == 0 || v < acc ? v : acc;
-        else acc += v;
-    }
-    if (op == WK_COMM_AVG) acc = integer ? (double)((int64_t)acc / w) : acc / w;
-    return acc;
-}
-
-static int64_t expect_reduce_i64(int w, int op, int64_t i)
-{
-    int64_t acc = 0;
-    for (int r = 0; r < w; r++) {
-        int64_t v = cv_int(r, i);
-        if (op == WK_COMM_MAX) acc = r == 0 || v > acc ? v : acc;
-        else if (op == WK_COMM_MIN) acc = r == 0 || v < acc ? v : acc;
-        else acc += v;
-    }
-    return op == WK_COMM_AVG ? acc / w : acc;
-}
-
 static wk_tensor *get(const wk_safetensors *st, const char *name)
 {
     wk_tensor *t = wk_safetensors_get(st, name);
@@ -62,12 +37,12 @@ static void check_rank(const char *dir, int r, int w, int backend)
             cr_assert_eq(t->dtype, dts[d]);
             for (int64_t i = 0; i < CV_N; i++) {
                 if (dts[d] == WK_DTYPE_I64) {
-                    int64_t got = ((int64_t *)wk_data(t))[i], e = expect_reduce_i64(w, op, i);
+                    int64_t got = ((int64_t *)wk_data(t))[i], e = cv_expect_int(w, op, i);
                     cr_assert_eq(got, e, "rank %d %s[%lld] = %lld, expected %lld", r, name,
                                  (long long)i, (long long)got, (long long)e);
                 } else {
                     bool integer = dts[d] == WK_DTYPE_I32;
-                    double e = expect_reduce(w, op, i, integer, integer);
+                    double e = cv_expect_float(w, op, i, integer);
                     double got = tu_at(t, i);
                     double tol = dts[d] == WK_DTYPE_F32 ? 1e-6 * fabs(e) : 1e-12 * fabs(e);
                     cr_assert(fabs(got - e) <= tol, "rank %d %s[%lld] = %.9g, expected %.9g", r,
@@ -78,8 +53,8 @@ static void check_rank(const char *dir, int r, int w, int backend)
     }
     wk_tensor *ia = get(&st, "iallreduce.sum.float32"), *ib = get(&st, "iallreduce.max.int64");
     for (int64_t i = 0; i < CV_N; i++) {
-        cr_assert_eq(tu_at(ia, i), expect_reduce(w, WK_COMM_SUM, i, false, false));
-        cr_assert_eq(((int64_t *)wk_data(ib))[i], expect_reduce_i64(w, WK_COMM_MAX, i));
+        cr_assert_eq(tu_at(ia, i), cv_expect_float(w, WK_COMM_SUM, i, false));
+        cr_assert_eq(((int64_t *)wk_data(ib))[i], cv_expect_int(w, WK_COMM_MAX, i));
     }
 
     wk_tensor *bc = get(&st, "broadcast.float64");
