@@ -3,11 +3,12 @@
  * most 500 (one rank: 2 x 500 with gradient accumulation, as the single-process
  * workload; two ranks: 1 x 500 each), AdamW lr 1e-3, every weight and bias ~ N(0, 0.01).
  * Times exclude loading batches (measured and reported apart as data_ms); the all-reduce
- * time per update is wk_ddp's (allreduce_ms: agreement, packing and the collective;
- * comm_ms: the collectives alone). After the timed updates, test accuracy with metric
+ * time per update is wk_ddp's: allreduce_ms = the whole wk_ddp_allreduce_grads, of
+ * which wait_ms in its agreement (waiting for the slower rank's backward: load imbalance,
+ * not communication) and comm_ms in the gradient all-reduces. After the timed updates, test accuracy with metric
  * states reduced across ranks. Rank 0 prints one line:
  *   RESULT model=mlp system=wick-ddp ranks=2 threads=1 train_samples_per_s=...
- *          step_ms=... allreduce_ms=... comm_ms=... data_ms=... test_acc=...
+ *          step_ms=... allreduce_ms=... wait_ms=... comm_ms=... data_ms=... test_acc=...
  * Run (one thread per rank):
  *   WK_NUM_THREADS=1 ./bench_ddp --model mlp                    (1 rank)
  *   WK_NUM_THREADS=1 mpirun -np 2 ./bench_ddp --model mlp       (2 ranks)
@@ -159,17 +160,18 @@ int main(int argc, char **argv)
     wk_evaluator *ev = wk_evaluator_new(ms, 1);
     wk_evaluator_set_reduce(ev, wk_dist_metric_reduce, c);
     wk_data_source src = wk_loader_source(tl);
-    wk_metric_results res;
+    wk_metric_results res = {0};
     if (wk_evaluator_run(ev, model, &src, "test", &res) < 0) die(rank, "evaluate");
 
     if (rank == 0)
         printf("RESULT model=%s system=wick-ddp ranks=%d threads=%d micro_batch=%lld "
                "accumulate=%d steps=%d train_samples_per_s=%.0f step_ms=%.2f "
-               "allreduce_ms=%.3f comm_ms=%.3f data_ms=%.2f grad_bytes=%lld buckets=%d "
+               "allreduce_ms=%.3f wait_ms=%.3f comm_ms=%.3f data_ms=%.2f grad_bytes=%lld buckets=%d "
                "test_acc=%.2f\n",
                model_name, world, wk_get_num_threads(), (long long)micro, accum, steps,
                (double)GLOBAL_BATCH * steps / train_s, 1e3 * train_s / steps,
                1e3 * (st.seconds - at_start.seconds) / calls,
+               1e3 * (st.agree_seconds - at_start.agree_seconds) / calls,
                1e3 * (st.comm_seconds - at_start.comm_seconds) / calls, 1e3 * data / steps,
                (long long)st.bytes, st.nbuckets, wk_metric_results_get(&res, "test/accuracy"));
 

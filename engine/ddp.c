@@ -358,7 +358,9 @@ int wk_ddp_allreduce_grads(wk_ddp *d, bool ok)
     }
     double t0 = now_s();
     if (ok) ok = prepare_grads(d);
+    double ta = now_s();
     int agreed = wk_dist_agree_ok(d->comm, ok, NULL);
+    d->stats.agree_seconds += now_s() - ta;
     if (agreed != 1) return agreed;
     double comm = 0;
     if (wk_comm_size(d->comm) > 1) {

@@ -58,7 +58,9 @@ typedef struct {
     int nbuckets;
     int64_t bytes;          /* gradient bytes reduced per call */
     double seconds;         /* total time in wk_ddp_allreduce_grads (checks, packing too) */
-    double comm_seconds;    /* of which inside the all-reduces */
+    double agree_seconds;   /* of which in the agreement: mostly waiting for the slowest
+                             * rank to finish its backward */
+    double comm_seconds;    /* of which inside the gradient all-reduces */
     double last_seconds;    /* the latest call's total */
 } wk_ddp_stats;
 

@@ -123,7 +123,7 @@ int main(int argc, char **argv)
     wk_evaluator *ev = wk_evaluator_new(ms, 2);
     wk_evaluator_set_reduce(ev, wk_dist_metric_reduce, c);
     wk_data_source src = wk_loader_source(val);
-    wk_metric_results res;
+    wk_metric_results res = {0};
     if (wk_evaluator_run(ev, model, &src, "val", &res) < 0) die(rank, "evaluate");
 
     int in_sync = wk_ddp_module_in_sync(c, model->module);
