@@ -16,6 +16,9 @@
  *   }
  *   wk_dist_finalize();                        // before a clean exit (MPI_Finalize)
  *
+ * Gradient averaging, the broadcast of a model from rank 0 and the in-sync check are in
+ * engine/ddp.h.
+ *
  * World: wk_dist_world() initialises MPI when the process was started by a launcher
  * (mpirun/mpiexec/srun: OpenMPI's, PMI's or PMIx's environment variables) or when the
  * program has initialised MPI itself, and takes rank, world size and local rank (the rank

@@ -117,6 +117,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 12; i++) ((double *)wk_data(m))[i] = (r + 1) * (i + 1);
     wk_tensor *mt = wk_transpose(m, 0, 1);
     if (wk_comm_allreduce_tensor(c, mt, WK_COMM_SUM) < 0) die("allreduce_tensor");
+    wk_tensor_free(mt);
     put("tensor.allreduce", m);
     wk_tensor *small = wk_full(WK_SHAPE(2, 3), (double)r, WK_DTYPE_F32);
     put("tensor.allgather", wk_comm_allgather_tensor(c, small));

@@ -24,15 +24,14 @@ static void die(int rank, const char *what)
 static wk_dataset *make_data(int64_t n)
 {
     wk_generator g = wk_generator_make(7);
+    wk_frame_begin();
     wk_tensor *x = wk_randn(WK_SHAPE(n, FEATURES), WK_DTYPE_F32, &g);
     wk_tensor *w = wk_randn(WK_SHAPE(FEATURES, CLASSES), WK_DTYPE_F32, &g);
     wk_tensor *noise = wk_randn(WK_SHAPE(n, CLASSES), WK_DTYPE_F32, &g);
-    wk_tensor *scores = wk_add(wk_matmul(x, w), noise);
-    wk_tensor *y = wk_argmax(scores, 1, false);
+    wk_tensor *y = wk_argmax(wk_add(wk_matmul(x, w), noise), 1, false);
     wk_dataset *ds = wk_tensor_dataset_new((const char *[]){"inputs", "labels"},
-                                           (wk_tensor *[]){x, y}, 2);
-    wk_tensor *all[] = {x, w, noise, scores, y};
-    for (int i = 0; i < 5; i++) wk_tensor_free(all[i]);
+                                           (wk_tensor *[]){x, y}, 2); /* copies */
+    wk_frame_end();
     return ds;
 }
 
