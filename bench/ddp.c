@@ -5,8 +5,8 @@
  * Times exclude loading batches (measured and reported apart as data_ms); the all-reduce
  * time per update is wk_ddp's: allreduce_ms = the whole wk_ddp_allreduce_grads, of
  * which wait_ms in its agreement (waiting for the slower rank's backward: load imbalance,
- * not communication) and comm_ms in the gradient all-reduces. After the timed updates, test accuracy with metric
- * states reduced across ranks. Rank 0 prints one line:
+ * not communication) and comm_ms in the gradient all-reduces. After the timed updates,
+ * test accuracy with metric states reduced across ranks. Rank 0 prints one line:
  *   RESULT model=mlp system=wick-ddp ranks=2 threads=1 train_samples_per_s=...
  *          step_ms=... allreduce_ms=... wait_ms=... comm_ms=... data_ms=... test_acc=...
  * Run (one thread per rank):
@@ -166,7 +166,8 @@ int main(int argc, char **argv)
     if (rank == 0)
         printf("RESULT model=%s system=wick-ddp ranks=%d threads=%d micro_batch=%lld "
                "accumulate=%d steps=%d train_samples_per_s=%.0f step_ms=%.2f "
-               "allreduce_ms=%.3f wait_ms=%.3f comm_ms=%.3f data_ms=%.2f grad_bytes=%lld buckets=%d "
+               "allreduce_ms=%.3f wait_ms=%.3f comm_ms=%.3f data_ms=%.2f grad_bytes=%lld "
+               "buckets=%d "
                "test_acc=%.2f\n",
                model_name, world, wk_get_num_threads(), (long long)micro, accum, steps,
                (double)GLOBAL_BATCH * steps / train_s, 1e3 * train_s / steps,

@@ -226,7 +226,10 @@ int wk_comm_rank(const wk_comm *c) { return c ? c->rank : 0; }
 int wk_comm_size(const wk_comm *c) { return c ? c->size : 1; }
 int wk_comm_local_rank(const wk_comm *c) { return c ? c->local_rank : 0; }
 int wk_comm_local_size(const wk_comm *c) { return c ? c->local_size : 1; }
-wk_comm_backend wk_comm_get_backend(const wk_comm *c) { return c ? c->backend : WK_COMM_BACKEND_LOCAL; }
+wk_comm_backend wk_comm_get_backend(const wk_comm *c)
+{
+    return c ? c->backend : WK_COMM_BACKEND_LOCAL;
+}
 
 const char *wk_comm_backend_name(wk_comm_backend b)
 {
