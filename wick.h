@@ -39,5 +39,7 @@
 #include "engine/trainer.h"
 #include "engine/early_stop.h"
 #include "engine/runner.h"
+#include "engine/dist.h"
+#include "engine/ddp.h"
 
 #endif
