@@ -5,6 +5,8 @@
 #include <signal.h>
 
 #include "../optim/ema.h"
+#include "ddp.h"
+#include "dist.h"
 #include "runner.h"
 
 /* Runner events registered on the engine, in this order (wk_runner_event's names). */
@@ -56,6 +58,8 @@ struct wk_runner {
     wk_engine *engine;
     wk_data_source train_source;
     wk_ema *ema;                  /* use_ema */
+    wk_comm *comm;                /* distributed: the world (owned by the library) */
+    wk_ddp *ddp;                  /* distributed: gradient averaging */
     wk_tensor **params;           /* the optimizer's parameters (clipping) */
     int nparams;
     int events[RUNNER_EV_COUNT];  /* engine ids of the runner events */
@@ -84,6 +88,7 @@ struct wk_runner {
     int64_t last_save_step;       /* step of the newest regular checkpoint (-1: none) */
     double data_time_seen;        /* the engine's data time at the last iteration */
     bool running, completed;
+    bool failure_shared;          /* distributed: the other ranks know this run failed */
 };
 
 /* ---- runner.c ---- */
@@ -94,6 +99,15 @@ int64_t wki_runner_engine_epochs(const struct wk_runner *r);
 int wki_runner_fire(struct wk_runner *r, hook_slot slot);
 /* Fire a runner event on the engine (its first handler dispatches the hooks). */
 int wki_runner_fire_event(struct wk_runner *r, runner_event ev);
+
+/* True on the rank that writes files (rank 0). */
+bool wki_runner_is_main(const struct wk_runner *r);
+/* Distributed: tell the other ranks this rank failed (they stop with its message at their
+ * next agreement), keeping this rank's own error. Once per run; no-op in world 1. */
+void wki_runner_report_failure(struct wk_runner *r);
+/* Distributed: agree at a point every rank reaches that all are fine (ok: this rank's
+ * part). 0 when all are, -1 with "rank R failed: ..." on every rank otherwise. */
+int wki_runner_agree(struct wk_runner *r, bool ok);
 
 /* ---- runner_step.c ---- */
 /* The engine's process function: one micro-batch. */

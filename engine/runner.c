@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../nn/norm.h"
 #include "../tensor/random.h"
 #include "checkpoint.h"
 #include "runner-impl.h"
@@ -44,6 +45,7 @@ wk_runner_opts wk_runner_opts_default(void)
         .load_strict = true,
         .log_interval = 50,
         .world_size = 1,
+        .bucket_mb = 25,
     };
 }
 
@@ -338,6 +340,17 @@ wk_runner *wk_runner_new(const wk_runner_parts *parts, const wk_runner_opts *opt
         wk_runner_free(r);
         return NULL;
     }
+    if (opts->distributed) {
+        r->comm = wk_dist_world();
+        if (!r->comm) {
+            problem(&p, "distributed: %s", wk_last_error());
+        } else {
+            r->opts.rank = wk_comm_rank(r->comm);
+            r->opts.world_size = wk_comm_size(r->comm);
+        }
+    }
+    if (!(r->opts.bucket_mb > 0))
+        problem(&p, "bucket_mb: %g (expected > 0)", r->opts.bucket_mb);
     check_opts(r, &p);
     if (strlen(r->work_dir) > RUNNER_PATH_MAX - 64)
         problem(&p, "work_dir: longer than %d characters", RUNNER_PATH_MAX - 64);
@@ -400,6 +413,12 @@ wk_runner *wk_runner_new(const wk_runner_parts *parts, const wk_runner_opts *opt
         r->ema = wk_ema_new(parts->model->module, o->ema_decay, NULL);
         if (!r->ema) goto fail;
     }
+    if (r->comm) {
+        wk_ddp_opts dopts = {.bucket_bytes = (int64_t)(o->bucket_mb * 1048576.0)};
+        r->ddp = wk_ddp_new_module(r->comm, parts->model->module, &dopts);
+        if (!r->ddp) goto fail;
+        if (parts->evaluator) wk_evaluator_set_reduce(parts->evaluator, wk_dist_metric_reduce, r->comm);
+    }
     r->engine = wk_engine_new(wki_runner_step, r);
     if (!r->engine) goto fail;
     int first = wk_engine_register_events(r->engine, event_names, RUNNER_EV_COUNT, true);
@@ -450,6 +469,7 @@ void wk_runner_free(wk_runner *r)
     free(r->hooks);
     wk_engine_free(r->engine);
     wk_ema_free(r->ema);
+    wk_ddp_free(r->ddp);
     free(r->params);
     cJSON_Delete(r->task);
     free(r->work_dir);
@@ -473,6 +493,58 @@ static bool finished(const wk_runner *r)
     if (o->max_steps > 0 && r->state.global_step >= o->max_steps) return true;
     int64_t L = r->state.epoch_length;
     return o->max_epochs > 0 && es->iteration >= o->max_epochs * L;
+}
+
+bool wki_runner_is_main(const wk_runner *r) { return r->opts.rank == 0; }
+
+void wki_runner_report_failure(wk_runner *r)
+{
+    if (!r->comm || wk_comm_size(r->comm) < 2 || r->failure_shared) return;
+    r->failure_shared = true;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", wk_last_error());
+    wk_dist_agree_ok(r->comm, false, NULL);
+    wk_set_error("%s", msg);
+}
+
+int wki_runner_agree(wk_runner *r, bool ok)
+{
+    if (!r->comm || wk_comm_size(r->comm) < 2) return ok ? 0 : -1;
+    if (!ok) {
+        wki_runner_report_failure(r);
+        return -1;
+    }
+    if (wk_dist_agree_ok(r->comm, true, NULL) == 1) return 0;
+    r->failure_shared = true;
+    return -1;
+}
+
+/* Reseed the dropout generators of rank > 0 (rank 0 keeps a single process's masks). */
+static void reseed_dropout(wk_module *m, int rank)
+{
+    wk_generator *g = NULL;
+    if (!strcmp(m->type, "Dropout") || !strcmp(m->type, "MultiheadAttention") ||
+        !strcmp(m->type, "CausalSelfAttention"))
+        g = wk_module_dropout_generator(m);
+    if (g) *g = wk_generator_make(wk_generator_split(g, (uint64_t)rank).seed);
+    for (int i = 0; i < m->nchildren; i++) reseed_dropout(m->children[i].module, rank);
+}
+
+/* Distributed start: every rank has the same epoch length, rank 0's weights and buffers,
+ * and (fresh runs) its own dropout stream. */
+static int sync_ranks(wk_runner *r, bool fresh)
+{
+    int64_t L[2] = {r->state.epoch_length, -r->state.epoch_length};
+    if (wk_comm_allreduce(r->comm, L, 2, WK_DTYPE_I64, WK_COMM_MAX)) return -1;
+    if (L[0] != -L[1]) {
+        wk_set_error("runner: the ranks' train loaders give %lld to %lld micro-batches per "
+                     "epoch (expected equal: shard the loader with rank and world_size)",
+                     (long long)-L[1], (long long)L[0]);
+        return -1;
+    }
+    if (wk_ddp_broadcast_module(r->comm, r->parts.model->module, 0)) return -1;
+    if (fresh && r->opts.rank > 0) reseed_dropout(r->parts.model->module, r->opts.rank);
+    return 0;
 }
 
 int64_t wki_runner_engine_epochs(const wk_runner *r)
@@ -499,23 +571,33 @@ int wk_runner_run(wk_runner *r)
     const wk_runner_opts *o = &r->opts;
     r->stop_reason = WK_STOP_NONE;
     r->state.stop_reason = WK_STOP_NONE;
-    wk_manual_seed(wk_generator_split(&(wk_generator){.seed = o->seed}, (uint64_t)o->rank).seed);
+    wk_manual_seed(wk_dist_seed(o->seed, WK_SEED_DROPOUT, o->rank));
+    bool fresh = true;
     if (o->resume) {
-        char path[RUNNER_PATH_MAX];
+        char path[RUNNER_PATH_MAX] = "";
         const char *from = o->resume;
         if (!strcmp(o->resume, "auto")) {
-            int found = wk_checkpoint_find_latest(r->ckpt_dir, path, sizeof path);
+            int found = wki_runner_is_main(r)
+                            ? wk_checkpoint_find_latest(r->ckpt_dir, path, sizeof path)
+                            : 0;
             if (found < 0) return -1;
-            from = found ? path : NULL;
-            if (!found)
+            /* Every rank resumes from the file rank 0 picked. */
+            if (r->comm && wk_comm_broadcast(r->comm, path, sizeof path, WK_DTYPE_U8, 0))
+                return -1;
+            from = path[0] ? path : NULL;
+            if (!from && wki_runner_is_main(r))
                 fprintf(stderr, "runner: resume \"auto\": no valid checkpoint in %s, starting "
                                 "from scratch\n",
                         r->ckpt_dir);
         }
-        if (from && wki_runner_resume(r, from)) return -1;
+        if (from) {
+            if (wki_runner_resume(r, from)) return -1;
+            fresh = false;
+        }
     } else if (o->load_from && wki_runner_load_weights(r, o->load_from)) {
         return -1;
     }
+    if (r->comm && sync_ranks(r, fresh)) return -1;
     if (finished(r)) {
         fprintf(stderr, "runner: nothing to train: the run already reached %s (step %lld)\n",
                 o->max_steps > 0 && r->state.global_step >= o->max_steps ? "max_steps"
@@ -527,6 +609,7 @@ int wk_runner_run(wk_runner *r)
     int64_t engine_epochs = wki_runner_engine_epochs(r);
     r->running = true;
     r->completed = false;
+    r->failure_shared = false;
     r->data_time_seen = wk_engine_get_state(r->engine)->time_data;
     int rc = wk_engine_run(r->engine, &r->train_source, engine_epochs, -1, L);
     r->running = false;
@@ -537,6 +620,7 @@ int wk_runner_run(wk_runner *r)
     }
     if (rc && r->stop_reason == WK_STOP_NONE) r->stop_reason = WK_STOP_ERROR;
     r->state.stop_reason = r->stop_reason;
+    if (rc) wki_runner_report_failure(r);
     if (rc) return -1;
     if (r->stop_reason == WK_STOP_SIGNAL) {
         wk_set_error("runner: interrupted by a signal at step %lld; resume with resume "

@@ -93,8 +93,9 @@ typedef struct {
     const char *load_from;      /* NULL, or a checkpoint / safetensors file: weights only */
     bool load_strict;           /* true */
     int64_t log_interval;       /* 50 micro-batches */
-    bool distributed;           /* false; wired by the distributed issue */
-    int rank, world_size;       /* 0, 1 */
+    bool distributed;           /* false: data parallel over wk_dist_world() (MPI) */
+    int rank, world_size;       /* 0, 1; with distributed, taken from the communicator */
+    double bucket_mb;           /* 25: DDP gradient bucket size in MiB */
     wk_runner_profile profiler; /* off */
     const char *config_json;    /* the merged config, saved into every checkpoint; NULL: {} */
     bool quiet;                 /* no default logger hook (tests) */

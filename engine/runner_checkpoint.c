@@ -183,6 +183,7 @@ static void prune(wk_runner *r)
 int wki_runner_save(wk_runner *r, const char *kind)
 {
     wk_runner_state *s = &r->state;
+    if (!wki_runner_is_main(r)) return 0; /* rank 0 writes; every rank holds the same state */
     if (!strcmp(kind, "regular"))
         snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s/step_%08lld.safetensors", r->ckpt_dir,
                  (long long)s->global_step);

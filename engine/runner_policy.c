@@ -133,9 +133,10 @@ static int on_iteration_completed(wk_engine *e, void *user)
     const wk_engine_state *es = wk_engine_get_state(e);
     s->data_time = es->time_data - r->data_time_seen;
     r->data_time_seen = es->time_data;
-    if (wki_runner_fire(r, HOOK_BATCH_END)) return -1;
+    int rc = wki_runner_fire(r, HOOK_BATCH_END);
     int64_t L = s->epoch_length, step = s->global_step;
     bool window_end = s->iter_in_epoch % o->accumulate == 0 || s->iter_in_epoch == L;
+    if (rc) return -1; /* wk_runner_run tells the other ranks */
     if (s->updated) {
         if (o->run_mode == WK_RUN_STEP && o->eval_interval > 0 && step % o->eval_interval == 0 &&
             can_evaluate(r))
@@ -145,6 +146,15 @@ static int on_iteration_completed(wk_engine *e, void *user)
     }
     /* Requests wait for the end of the accumulation window: a checkpoint never holds
      * half-accumulated gradients. */
+    if (window_end && r->comm && wk_comm_size(r->comm) > 1) {
+        /* Requests from any rank act on all, at the same update. */
+        if (wki_runner_agree(r, true)) return -1;
+        int32_t f[3] = {r->want_checkpoint, r->want_stop, r->signalled};
+        if (wk_comm_allreduce(r->comm, f, 3, WK_DTYPE_I32, WK_COMM_MAX)) return -1;
+        r->want_checkpoint = f[0];
+        r->want_stop = f[1];
+        if (f[2]) r->signalled = 1;
+    }
     if (window_end) {
         if (r->want_checkpoint) r->pending_save = true;
         r->want_checkpoint = false;
@@ -164,7 +174,7 @@ static int on_epoch_completed(wk_engine *e, void *user)
     const wk_engine_state *es = wk_engine_get_state(e);
     s->epoch = es->epoch;
     s->iter_in_epoch = s->epoch_length;
-    if (wki_runner_fire(r, HOOK_EPOCH_END)) return -1;
+    if (wki_runner_fire(r, HOOK_EPOCH_END) || wki_runner_agree(r, true)) return -1;
     wk_scheduler *sched = r->parts.scheduler;
     if (sched && wk_scheduler_unit(sched) == WK_SCHED_PER_EPOCH) {
         if (wk_scheduler_step(sched)) return -1;

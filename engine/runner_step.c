@@ -52,6 +52,20 @@ static int update(wk_runner *r)
 {
     const wk_runner_opts *o = &r->opts;
     wk_runner_state *s = &r->state;
+    if (r->ddp) {
+        /* Agrees on failure first: a rank that failed elsewhere ends every rank here. */
+        int a = wk_ddp_allreduce_grads(r->ddp, true);
+        if (a != 1) {
+            r->failure_shared = true;
+            return -2;
+        }
+        if (o->nan_policy == WK_NAN_SKIP) {
+            /* A window dropped on one rank is dropped on all. */
+            int any = wk_dist_agree_any(r->comm, r->window_bad);
+            if (any < 0) return -1;
+            r->window_bad = any;
+        }
+    }
     double norm = clip(r);
     if (norm == -2) return -1;
     s->grad_norm = norm;
@@ -131,6 +145,7 @@ wk_engine_output *wki_runner_step(wk_engine *e, const struct wk_batch *batch, vo
     }
     if (window_end) {
         int u = update(r);
+        if (u == -2) return NULL; /* another rank failed: its message, no report back */
         if (u < 0) {
             if (r->stop_reason == WK_STOP_NAN) return NULL;
             goto fail;

@@ -14,6 +14,7 @@ typedef struct {
     int64_t train_size, batch, val_size, val_batch, test_size;
     bool dropout, shuffle, adam, sched, f64;
     int prefetch;
+    int rank, world;      /* loader sharding (0, 0: none) */
     double lr;
     uint64_t seed;
 } fx_opts;
@@ -53,12 +54,16 @@ static inline int fx_build(fx_parts *p, const fx_opts *o)
     p->train = wk_loader_new(p->train_ds, &(wk_loader_opts){.batch_size = o->batch,
                                                             .shuffle = o->shuffle,
                                                             .seed = 11,
-                                                            .prefetch = o->prefetch});
+                                                            .prefetch = o->prefetch,
+                                                            .rank = o->rank,
+                                                            .world_size = o->world});
     if (!p->train) return -1;
     if (o->val_size > 0) {
         p->val_ds = wk_two_circles_new(o->val_size, 2);
         p->val = p->val_ds ? wk_loader_new(p->val_ds, &(wk_loader_opts){.batch_size =
-                                                                             o->val_batch})
+                                                                             o->val_batch,
+                                                                         .rank = o->rank,
+                                                                         .world_size = o->world})
                            : NULL;
         if (!p->val) return -1;
     }
