@@ -37,5 +37,8 @@
 #include "engine/metric.h"
 #include "engine/checkpoint.h"
 #include "engine/trainer.h"
+#include "engine/logger.h"
+#include "engine/tensorboard.h"
+#include "engine/plot.h"
 
 #endif
