@@ -553,7 +553,7 @@ static void draw_frame(cairo_t *cr, const frame *f, const wk_plot_data *d)
     cairo_stroke(cr);
 }
 
-static void legend(cairo_t *cr, const frame *f, const wk_plot_data *d)
+static void legend(cairo_t *cr, const frame *f, const frame *right, const wk_plot_data *d)
 {
     int n = 0;
     double w = 0;
@@ -569,6 +569,32 @@ static void legend(cairo_t *cr, const frame *f, const wk_plot_data *d)
     }
     if (!n) return;
     double lh = 18, bw = w + 48, bh = n * lh + 10, x = f->x1 - bw - 10, y = f->y0 + 10;
+    /* the corner that hides the fewest points of the curves */
+    int64_t fewest = INT64_MAX;
+    for (int corner = 0; corner < 4; corner++) {
+        double cx = corner & 1 ? f->x0 + 10 : f->x1 - bw - 10;
+        double cy = corner & 2 ? f->y1 - bh - 10 : f->y0 + 10;
+        int64_t hidden = 0;
+        for (int i = 0; i < d->n; i++) {
+            const wk_plot_series *s = &d->series[i];
+            if (s->axis == WK_PLOT_AXIS_LR) continue;
+            const frame *sf = s->axis == WK_PLOT_AXIS_METRIC ? right : f;
+            /* sample the segments every few pixels: eval curves have few points */
+            for (int64_t j = 0; j < s->n; j++) {
+                double px = fx(sf, (double)s->steps[j]), py = fy(sf, s->values[j]);
+                double qx = px, qy = py;
+                if (j + 1 < s->n)
+                    qx = fx(sf, (double)s->steps[j + 1]), qy = fy(sf, s->values[j + 1]);
+                if (!isfinite(py) || !isfinite(qy)) continue;
+                int k = (int)fmin(200, hypot(qx - px, qy - py) / 4) + 1;
+                for (int t = 0; t < k; t++) {
+                    double ax = px + (qx - px) * t / k, ay = py + (qy - py) * t / k;
+                    hidden += ax >= cx && ax <= cx + bw && ay >= cy && ay <= cy + bh;
+                }
+            }
+        }
+        if (hidden < fewest) fewest = hidden, x = cx, y = cy;
+    }
     cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
     cairo_rectangle(cr, x, y, bw, bh);
     cairo_fill_preserve(cr);
@@ -607,6 +633,7 @@ static void draw_figure(cairo_t *cr, const wk_plot_data *d, const char *title, i
     }
     if (!(xlo <= xhi)) xlo = 0, xhi = 1;
     if (xhi - xlo < 1) xlo -= 0.5, xhi += 0.5;
+    if (xlo > 0 && xlo < 0.1 * (xhi - xlo)) xlo = 0; /* a run that logs from step 10 */
 
     double left = 90, right = W - 90, top = 50, bottom = H - 55;
     double split = top + 0.64 * (bottom - top);
@@ -646,7 +673,7 @@ static void draw_figure(cairo_t *cr, const wk_plot_data *d, const char *title, i
                     s, i);
     }
     cairo_set_dash(cr, NULL, 0, 0);
-    legend(cr, &up, d);
+    legend(cr, &up, &upr, d);
 
     axis_label(cr, (up.x0 + up.x1) / 2, up.y1 + 35, "step", false);
     axis_label(cr, (lo.x0 + lo.x1) / 2, lo.y1 + 35, "step", false);
