@@ -124,7 +124,7 @@ static char **find_files(const char *work_dir, int *count)
     char **files = oom ? NULL : calloc((size_t)n + 1, sizeof *files);
     int nf = 0;
     if (files) {
-        qsort(names, (size_t)n, sizeof *names, by_name);
+        if (n > 0) qsort(names, (size_t)n, sizeof *names, by_name);
         char *own;
         if (asprintf(&own, "%s/scalars.jsonl", work_dir) < 0) oom = true;
         else if (is_file(own)) files[nf++] = own;
@@ -310,7 +310,7 @@ static wk_plot_data *merge(loader *L, const int64_t *first, int runs)
         for (int64_t j = 0; j < rs->n; j++)
             if (rs->p[j].step < cut[rs->p[j].run]) rs->p[k++] = rs->p[j];
         if (k == 0) continue;
-        qsort(rs->p, (size_t)k, sizeof *rs->p, by_step);
+        qsort(rs->p, (size_t)k, sizeof *rs->p, by_step); /* k > 0 here */
         wk_plot_series *s = &d->series[d->n];
         s->steps = malloc((size_t)k * sizeof *s->steps);
         s->values = malloc((size_t)k * sizeof *s->values);
