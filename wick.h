@@ -41,5 +41,8 @@
 #include "engine/runner.h"
 #include "engine/dist.h"
 #include "engine/ddp.h"
+#include "engine/logger.h"
+#include "engine/tensorboard.h"
+#include "engine/plot.h"
 
 #endif
