@@ -37,5 +37,7 @@
 #include "engine/metric.h"
 #include "engine/checkpoint.h"
 #include "engine/trainer.h"
+#include "engine/config.h"
+#include "engine/registry.h"
 
 #endif
