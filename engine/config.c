@@ -287,13 +287,37 @@ static cJSON *parse_text(const char *text, const char *name)
     cJSON *j = cJSON_ParseWithOpts(text, &end, 1);
     if (j) return j;
     if (!end) end = text;
+    const char *rest = NULL;
+    cJSON *prefix = cJSON_ParseWithOpts(text, &rest, 0);
+    bool trailing = prefix != NULL;
+    cJSON_Delete(prefix);
+    if (trailing) {
+        end = rest;
+        while (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t') end++;
+    }
+    bool at_end = !*end, empty = true;
+    for (const char *p = text; *p && empty; p++)
+        empty = *p == ' ' || *p == '\n' || *p == '\r' || *p == '\t';
+    if (at_end) {
+        /* cJSON stops past the end for an unclosed bracket or a trailing comma before the
+         * last bracket: point at the last character instead */
+        while (end > text && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' ||
+                              end[-1] == '\t'))
+            end--;
+        if (end > text) end--;
+    }
     int line = 1, col = 1;
     for (const char *p = text; p < end && *p; p++) {
         if (*p == '\n') line++, col = 1;
         else col++;
     }
-    if (!*end) {
-        wk_set_error("%s:%d:%d: invalid JSON: unexpected end of the file", name, line, col);
+    if (empty) {
+        wk_set_error("%s:1:1: the file is empty (expected a JSON object)", name);
+    } else if (at_end) {
+        wk_set_error("%s:%d:%d: invalid JSON at the end of the file (an unclosed bracket or a "
+                     "trailing comma?)", name, line, col);
+    } else if (trailing) {
+        wk_set_error("%s:%d:%d: unexpected text after the JSON object", name, line, col);
     } else {
         int k = 0;
         while (k < 24 && end[k] && end[k] != '\n' && end[k] != '\r') k++;

@@ -1,0 +1,2 @@
+#include "test_util.h"
+Test(registry, placeholder) {}
