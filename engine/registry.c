@@ -353,7 +353,9 @@ wk_scheduler *wki_build_scheduler(const wk_cfg *cfg, const wk_build_ctx *ctx, bo
     if (!fn) return NULL;
     bool by_epoch = false;
     if (top) wk_cfg_bool(&v, "by_epoch", false, &by_epoch);
-    else if (wk_cfg_has(&v, "by_epoch"))
+    else if (!cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(v.json, "by_epoch")) &&
+             cJSON_GetObjectItemCaseSensitive(v.json, "by_epoch"))
+        /* not marked as accepted: the lists of accepted keys must not offer it */
         wk_cfg_error(&v, "by_epoch", "only the outermost scheduler sets by_epoch");
     if (wk_config_error_count(v.config) > before) {
         wki_cfg_refresh_error(v.config);
