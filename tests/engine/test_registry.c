@@ -685,7 +685,7 @@ Test(registry, built_in_models)
     cr_assert_eq(wk_module_num_parameters(m->module), 397510);
     wk_model_free(m);
     m = model_or_skip("{\"model\": {\"type\": \"FashionMNISTCNN\", \"init_std\": 0.01}}");
-    cr_assert_eq(wk_module_num_parameters(m->module), 5258);
+    cr_assert_eq(wk_module_num_parameters(m->module), 9098); /* 80 + 1168 + 7850 */
     wk_model_free(m);
     m = model_or_skip("{\"model\": {\"type\": \"GPT\", \"vocab_size\": 256, \"block_size\": 128, "
                       "\"n_layer\": 4, \"n_head\": 4, \"n_embd\": 128, \"init_std\": 0.02}}");
@@ -847,8 +847,10 @@ Test(registry, broken_configs)
         {"{\"model\": {\"type\": \"FailingNet\", \"depth\": 3}}", NULL,
          "broken.json: model.depth: FailingNet: depth = 3 is not supported"},
         {"{\"model\": {\"type\": \"MLP\", \"in_features\": 2, \"out_features\": 2, "
-         "\"dropout\": 1.5}}", NULL,
-         "broken.json: model.dropout: must be in [0, 1), got 1.5"},
+         "\"dropout\": 1.5, \"activation\": \"rellu\"}}", NULL,
+         "broken.json: model.activation: expected one of \"relu\", \"gelu\", \"tanh\", "
+         "\"sigmoid\", \"silu\", got the string \"rellu\"; did you mean \"relu\"?\n"
+         "broken.json: model.dropout: must be in [0, 1], got 1.5"},
         /* missing keys */
         {MODEL "\"optimizer\": {\"type\": \"SGD\", \"momentum\": 0.9}}", NULL,
          "broken.json: optimizer.lr: missing (SGD needs it)"},
