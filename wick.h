@@ -37,6 +37,10 @@
 #include "engine/metric.h"
 #include "engine/checkpoint.h"
 #include "engine/trainer.h"
+#include "engine/early_stop.h"
+#include "engine/runner.h"
+#include "engine/dist.h"
+#include "engine/ddp.h"
 #include "engine/config.h"
 #include "engine/registry.h"
 

@@ -107,6 +107,34 @@ void wk_evaluator_set_reduce(wk_evaluator *ev, wk_state_reduce_fn fn, void *user
     ev->reduce_user = user;
 }
 
+/* Append the metrics' results, prefixed, to results. */
+static int collect(const wk_evaluator *ev, const char *prefix, wk_metric_results *results)
+{
+    wk_metric_results local = {0};
+    for (int i = 0; i < ev->n; i++)
+        if (wk_metric_compute(ev->metrics[i], &local)) return -1;
+    for (int i = 0; i < local.count; i++) {
+        char name[WK_METRIC_NAME_LEN];
+        if (prefix && *prefix) snprintf(name, sizeof name, "%s/%s", prefix, local.names[i]);
+        else snprintf(name, sizeof name, "%s", local.names[i]);
+        if (wk_metric_results_set(results, name, local.values[i])) return -1;
+    }
+    return 0;
+}
+
+int wk_evaluator_metric_names(wk_evaluator *ev, const char *prefix, wk_metric_results *names)
+{
+    if (!ev || !names) {
+        wk_set_error("evaluator_metric_names: needs an evaluator and results");
+        return -1;
+    }
+    for (int i = 0; i < ev->n; i++) wk_metric_reset(ev->metrics[i]);
+    int before = names->count;
+    if (collect(ev, prefix, names)) return -1;
+    for (int i = before; i < names->count; i++) names->values[i] = NAN;
+    return 0;
+}
+
 int wk_evaluator_run(wk_evaluator *ev, wk_model *model, const wk_data_source *data,
                      const char *prefix, wk_metric_results *results)
 {
@@ -142,14 +170,5 @@ int wk_evaluator_run(wk_evaluator *ev, wk_model *model, const wk_data_source *da
         if (ev->metrics[i]->nstate)
             rc = ev->reduce(ev->metrics[i]->state, ev->metrics[i]->nstate, ev->reduce_user);
     if (rc) return -1;
-    wk_metric_results local = {0};
-    for (int i = 0; i < ev->n; i++)
-        if (wk_metric_compute(ev->metrics[i], &local)) return -1;
-    for (int i = 0; i < local.count; i++) {
-        char name[WK_METRIC_NAME_LEN];
-        if (prefix && *prefix) snprintf(name, sizeof name, "%s/%s", prefix, local.names[i]);
-        else snprintf(name, sizeof name, "%s", local.names[i]);
-        if (wk_metric_results_set(results, name, local.values[i])) return -1;
-    }
-    return 0;
+    return collect(ev, prefix, results);
 }

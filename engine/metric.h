@@ -86,6 +86,10 @@ void wk_evaluator_set_reduce(wk_evaluator *ev, wk_state_reduce_fn fn, void *user
 int wk_evaluator_run(wk_evaluator *ev, wk_model *model, const wk_data_source *data,
                      const char *prefix, wk_metric_results *results);
 
+/* The names one wk_evaluator_run with this prefix would produce (values NaN), without
+ * running anything: metrics are reset. 0 or -1 with an error. */
+int wk_evaluator_metric_names(wk_evaluator *ev, const char *prefix, wk_metric_results *names);
+
 #ifdef __cplusplus
 }
 #endif
