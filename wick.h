@@ -44,5 +44,7 @@
 #include "engine/logger.h"
 #include "engine/tensorboard.h"
 #include "engine/plot.h"
+#include "engine/config.h"
+#include "engine/registry.h"
 
 #endif
