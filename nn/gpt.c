@@ -145,8 +145,14 @@ static bool check_opts(const wk_gpt_opts *o)
                      (long long)o->n_embd, (long long)o->n_head);
         return false;
     }
-    if (o->n_layer > INT32_MAX) {
+    if (o->n_layer > INT32_MAX) { /* ModuleList indices are ints */
         wk_set_error("GPT: n_layer = %lld must be <= %d", (long long)o->n_layer, INT32_MAX);
+        return false;
+    }
+    /* 4 * n_embd (the MLP's width) must not overflow */
+    if (o->n_embd > INT64_MAX / 4) {
+        wk_set_error("GPT: n_embd = %lld must be <= %lld", (long long)o->n_embd,
+                     (long long)(INT64_MAX / 4));
         return false;
     }
     return wki_models_check_dropout("GPT", o->dropout) && wki_models_check_std("GPT", o->init_std);

@@ -180,7 +180,12 @@ static const bad_case bad[] = {
     {K_GPT, .gpt = {GPT(8, 4, 1, 2, 0)}, .needle = "GPT: n_embd = 0 must be >= 1"},
     {K_GPT, .gpt = {GPT(8, 4, 1, 4, 130)},
      .needle = "GPT: n_embd = 130 must be divisible by n_head = 4"},
-    {K_GPT, .gpt = {GPT_OK, .dropout = 2}, .needle = "GPT: dropout = 2 must be in [0, 1]"},
+    {K_GPT, .gpt = {GPT(8, 4, 1, 1, INT64_MAX / 2)},
+     .needle = "GPT: n_embd = 4611686018427387903 must be <= 2305843009213693951"},
+    {K_GPT, .gpt = {GPT(8, 4, (int64_t)1 << 40, 2, 4)},
+     .needle = "GPT: n_layer = 1099511627776 must be <= 2147483647"},
+    {K_GPT, .gpt = {GPT(8, 4, 1, 2, 4), .dropout = 2},
+     .needle = "GPT: dropout = 2 must be in [0, 1]"},
     {K_GPT, .gpt = {GPT_OK, .init_std = -0.02}, .needle = "GPT: init_std = -0.02"},
     {K_GPT_MODEL, .gpt = {GPT(8, 4, 1, 2, 5)}, .needle = "n_embd = 5 must be divisible"},
 };
@@ -248,7 +253,8 @@ Test(models, init_std_and_defaults)
     cr_assert(fabs(std - 0.02) < 5e-4, "wte std %g", std);
     moments(wk_module_find(m, "transformer.h.1.attn.c_attn.weight"), &mean, &std);
     cr_assert(fabs(std - 0.02) < 5e-4, "c_attn std %g", std);
-    const char *proj[] = {"transformer.h.0.attn.c_proj.weight", "transformer.h.3.mlp.c_proj.weight"};
+    const char *proj[] = {"transformer.h.0.attn.c_proj.weight",
+                          "transformer.h.3.mlp.c_proj.weight"};
     for (int i = 0; i < 2; i++) {
         moments(wk_module_find(m, proj[i]), &mean, &std);
         cr_assert(fabs(std - 0.02 / sqrt(8.0)) < 3e-4, "%s std %g", proj[i], std);

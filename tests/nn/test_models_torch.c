@@ -63,7 +63,8 @@ static double expect_close(const wk_tensor *got, const wk_tensor *want, const ch
                   (long long)i, g, e, rel);
         worst = fmax(worst, rel);
     }
-    if (getenv("WK_TEST_VERBOSE")) fprintf(stderr, "%-28s worst relative error %.3g\n", what, worst);
+    if (getenv("WK_TEST_VERBOSE"))
+        fprintf(stderr, "%-28s worst relative error %.3g\n", what, worst);
     return worst;
 }
 
