@@ -24,6 +24,7 @@
 #include "nn/container.h"
 #include "nn/state_dict.h"
 #include "nn/model.h"
+#include "nn/models.h"
 #include "optim/optimizer.h"
 #include "optim/scheduler.h"
 #include "optim/clip.h"

@@ -5,6 +5,7 @@
  *        flatten 784 -> Linear 10, batch 500 of 1x28x28
  *   gpt: vocab 256, 4 layers, 4 heads, n_embd 128, block 128, pre-LN, erf GELU, learned
  *        positions, weight-tied head, batch 16 x 128 tokens
+ * The models are nn/models.h's builders (wk_mlp_new, wk_fmnist_cnn_new, wk_gpt_module_new).
  * Prints `RESULT model=... system=wick threads=N fwd_bwd_ms=...` per model.
  * tools/bench_models_torch.py is the PyTorch twin.
  *   ./bench_models [threads]    (default 2) */
@@ -27,52 +28,6 @@ static int cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* ---- GPT (custom modules; head tied to wte) ---- */
-
-static wk_tensor *block_forward(wk_module *m, wk_tensor *x)
-{
-    wk_tensor *a = wk_module_forward(wk_module_child(m, "attn"),
-                                     wk_module_forward(wk_module_child(m, "ln_1"), x));
-    x = wk_add(x, a);
-    wk_tensor *h = wk_module_forward(wk_module_child(m, "c_fc"),
-                                     wk_module_forward(wk_module_child(m, "ln_2"), x));
-    return wk_add(x, wk_module_forward(wk_module_child(m, "c_proj"), wk_gelu(h)));
-}
-
-static wk_tensor *gpt_forward(wk_module *m, wk_tensor *idx)
-{
-    if (!idx) return NULL;
-    wk_tensor *pos = wk_arange(0, (double)idx->shape[1], 1, WK_DTYPE_I64);
-    wk_module *wte = wk_module_child(m, "wte");
-    wk_tensor *x = wk_add(wk_module_forward(wte, idx),
-                          wk_module_forward(wk_module_child(m, "wpe"), pos));
-    wk_module *h = wk_module_child(m, "h");
-    for (int i = 0; i < wk_module_list_len(h); i++)
-        x = wk_module_forward(wk_module_list_get(h, i), x);
-    x = wk_module_forward(wk_module_child(m, "ln_f"), x);
-    return wk_linear(x, wk_module_param(wte, "weight"), NULL);
-}
-
-static wk_module *gpt_new(int64_t vocab, int64_t block, int64_t e, int64_t heads, int layers,
-                          wk_generator *g)
-{
-    wk_module *m = wk_module_new("GPT", gpt_forward, 0);
-    wk_module_add_child(m, "wte", wk_embedding_new(vocab, e, WK_NO_PADDING, g));
-    wk_module_add_child(m, "wpe", wk_embedding_new(block, e, WK_NO_PADDING, g));
-    wk_module *h = wk_module_add_child(m, "h", wk_module_list_new());
-    for (int i = 0; i < layers; i++) {
-        wk_module *b = wk_module_new("Block", block_forward, 0);
-        wk_module_add_child(b, "ln_1", wk_layer_norm_new(WK_SHAPE(e), 1e-5, true));
-        wk_module_add_child(b, "attn", wk_causal_self_attention_new(e, heads, true, 0.0, g));
-        wk_module_add_child(b, "ln_2", wk_layer_norm_new(WK_SHAPE(e), 1e-5, true));
-        wk_module_add_child(b, "c_fc", wk_linear_new(e, 4 * e, true, g));
-        wk_module_add_child(b, "c_proj", wk_linear_new(4 * e, e, true, g));
-        wk_module_list_append(h, b);
-    }
-    wk_module_add_child(m, "ln_f", wk_layer_norm_new(WK_SHAPE(e), 1e-5, true));
-    return m;
-}
-
 /* One forward + loss + backward; returns seconds, or -1 on error. */
 static double step(wk_module *m, wk_tensor *x, wk_tensor *y)
 {
@@ -80,9 +35,9 @@ static double step(wk_module *m, wk_tensor *x, wk_tensor *y)
     wk_frame_begin();
     wk_module_zero_grad(m);
     wk_tensor *logits = wk_module_forward(m, x);
-    wk_tensor *loss = logits ? wk_cross_entropy(
-                                   wk_reshape(logits, WK_SHAPE(-1, logits->shape[logits->ndim - 1])),
-                                   wk_reshape(y, WK_SHAPE(-1)), NULL)
+    int64_t c = logits ? logits->shape[logits->ndim - 1] : 0;
+    wk_tensor *loss = logits ? wk_cross_entropy(wk_reshape(logits, WK_SHAPE(-1, c)),
+                                                wk_reshape(y, WK_SHAPE(-1)), NULL)
                              : NULL;
     int rc = loss ? wk_backward(loss) : -1;
     wk_frame_end();
@@ -118,28 +73,24 @@ int main(int argc, char **argv)
     int rc = 0;
     wk_frame_begin();
 
+    /* Weights N(0, 0.01) as BENCHMARKS.md; the timing does not depend on the init. */
     wk_tensor *xm = wk_rand(WK_SHAPE(500, 784), WK_DTYPE_F32, &g);
     wk_tensor *ym = wk_randint(0, 10, WK_SHAPE(500), &g);
-    wk_module *mlp = wk_sequential_of(
-        (wk_module *[]){wk_linear_new(784, 500, true, &g), wk_relu_new(),
-                        wk_linear_new(500, 10, true, &g)},
-        3);
+    wk_module *mlp = wk_mlp_new(
+        &(wk_mlp_opts){.sizes = (const int64_t[]){784, 500, 10}, .nsizes = 3, .init_std = 0.01},
+        &g);
     rc |= bench("mlp", mlp, xm, ym, threads, 21);
 
-    const wk_conv2d_opts p1 = {.padding = {1, 1}};
-    const wk_pool2d_opts mp = {.kernel = {2, 2}};
     wk_tensor *xc = wk_rand(WK_SHAPE(500, 1, 28, 28), WK_DTYPE_F32, &g);
-    wk_module *cnn = wk_sequential_of(
-        (wk_module *[]){wk_conv2d_new(1, 8, 3, 3, &p1, true, &g), wk_relu_new(),
-                        wk_max_pool2d_new(&mp), wk_conv2d_new(8, 16, 3, 3, &p1, true, &g),
-                        wk_relu_new(), wk_max_pool2d_new(&mp), wk_flatten_new(1, -1),
-                        wk_linear_new(784, 10, true, &g)},
-        8);
+    wk_module *cnn = wk_fmnist_cnn_new(&(wk_fmnist_cnn_opts){.init_std = 0.01}, &g);
     rc |= bench("cnn", cnn, xc, ym, threads, 11);
 
     wk_tensor *xg = wk_randint(0, 256, WK_SHAPE(16, 128), &g);
     wk_tensor *yg = wk_randint(0, 256, WK_SHAPE(16, 128), &g);
-    rc |= bench("gpt", gpt_new(256, 128, 128, 4, 4, &g), xg, yg, threads, 11);
+    wk_module *gpt = wk_gpt_module_new(&(wk_gpt_opts){.vocab_size = 256, .block_size = 128,
+                                                      .n_layer = 4, .n_head = 4, .n_embd = 128},
+                                       &g);
+    rc |= bench("gpt", gpt, xg, yg, threads, 11);
 
     wk_frame_end();
     return rc;

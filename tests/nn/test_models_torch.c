@@ -1,9 +1,13 @@
-/* Whole models against PyTorch (tests/fixtures/models.safetensors, written by
- * tools/gen_model_fixtures.py): an MLP, a CNN (conv, batch norm in training mode,
- * pooling) and a 2-layer causal GPT are rebuilt with wick's modules, loaded with the
- * fixture's weights by name, run forward on the fixture's inputs, and the logits, the
- * mean cross-entropy, every parameter gradient and the batch-norm running statistics
- * are compared with torch's (float32, 1e-4 relative). */
+/* Whole models against PyTorch. tests/fixtures/models.safetensors (written by
+ * tools/gen_model_fixtures.py): an MLP (built with wk_mlp_new) and a CNN of conv, batch
+ * norm in training mode and pooling (a layer composition, built here from nn/'s modules).
+ * tests/fixtures/models_builtin.safetensors: tiny instances of the built-in models of
+ * nn/models.h (nanoGPT with and without biases, the small ResNet, the Fashion-MNIST CNN,
+ * a deeper Tanh MLP), built by the library constructors. Each is loaded with the
+ * fixture's weights by name (all names must match torch's), run forward on the fixture's
+ * inputs, and the logits, the mean cross-entropy, every parameter gradient and the
+ * batch-norm running statistics are compared with torch's: float32 to 1e-4 relative (the
+ * built-in models also in float64, see RTOL_F64). */
 #include <stdlib.h>
 
 #include "test_util.h"
@@ -11,11 +15,23 @@
 TestSuite(models_torch, .init = tu_setup, .fini = tu_teardown);
 
 #define FIX(name) WK_FIXTURES "/" name
+#define BUILTIN FIX("models_builtin.safetensors")
 #define RTOL 1e-4
 /* Absolute floor: the losses are O(1), so float32 rounding leaves noise of ~1e-9 in
  * gradients that are zero in exact arithmetic (the bias of a conv feeding a batch norm:
  * torch gets 1.5e-9, wick exactly 0). */
 #define ATOL 1e-8
+/* The built-in models' references are float64 results rounded to float32 (relative
+ * rounding 6e-8): wick in float64 must agree to that, up to a margin. In float32 it must
+ * be within RTOL, or twice torch's own float32 error against the same reference where
+ * that is larger (the fixture's "<model>.torch_f32_error": rounding grows with depth,
+ * and wick need not beat torch at it). */
+#define RTOL_F64 1e-6
+
+/* The tolerance in force, and whether the model was converted to float64 (then the
+ * fixture's float inputs are converted too). */
+static double rtol = RTOL;
+static bool as_f64;
 
 static wk_tensor *fixture(const wk_safetensors *st, const char *model, const char *what)
 {
@@ -44,11 +60,12 @@ static double expect_close(const wk_tensor *got, const wk_tensor *want, const ch
         double g = tu_at(got, i), e = tu_at(want, i);
         double scale = fmax(fmax(fabs(e), 1e-3 * maxabs), ATOL / RTOL);
         double rel = fabs(g - e) / scale;
-        cr_assert(rel <= RTOL, "%s[%lld] = %.9g, torch %.9g (relative error %.3g)", what,
+        cr_assert(rel <= rtol, "%s[%lld] = %.9g, torch %.9g (relative error %.3g)", what,
                   (long long)i, g, e, rel);
         worst = fmax(worst, rel);
     }
-    if (getenv("WK_TEST_VERBOSE")) fprintf(stderr, "%-28s worst relative error %.3g\n", what, worst);
+    if (getenv("WK_TEST_VERBOSE"))
+        fprintf(stderr, "%-28s worst relative error %.3g\n", what, worst);
     return worst;
 }
 
@@ -89,6 +106,7 @@ typedef wk_tensor *(*model_fn)(wk_module *m, wk_tensor *x);
 static void check_model(wk_module *m, const wk_safetensors *st, const char *model, model_fn fn)
 {
     wk_tensor *x = fixture(st, model, "x"), *y = fixture(st, model, "y");
+    if (as_f64 && wk_dtype_is_float(x->dtype)) x = wk_to_dtype(x, WK_DTYPE_F64);
     wk_module_zero_grad(m);
     wk_tensor *logits = fn(m, x);
     cr_assert_not_null(logits, "%s forward: %s", model, wk_last_error());
@@ -124,10 +142,8 @@ Test(models_torch, mlp)
 {
     wk_safetensors st;
     cr_assert_eq(wk_safetensors_load(FIX("models.safetensors"), &st), 0, "%s", wk_last_error());
-    wk_module *m = wk_sequential_of(
-        (wk_module *[]){wk_linear_new(8, 16, true, NULL), wk_relu_new(),
-                        wk_linear_new(16, 4, true, NULL)},
-        3);
+    wk_module *m = wk_mlp_new(&(wk_mlp_opts){.sizes = (const int64_t[]){8, 16, 4}, .nsizes = 3},
+                              NULL);
     cr_assert_not_null(m, "%s", wk_last_error());
     load_params(m, &st, "mlp", 0);
     check_model(m, &st, "mlp", plain_forward);
@@ -173,72 +189,196 @@ Test(models_torch, cnn)
     wk_safetensors_free(&st);
 }
 
-/* ---- nanoGPT-style model, built from custom modules ---- */
-
-/* MLP: c_proj(gelu(c_fc(x))) with erf GELU. */
-static wk_tensor *gpt_mlp_forward(wk_module *m, wk_tensor *x)
+/* Every buffer of m against "<model>.buffer.<name>" after the training forward: the
+ * running statistics to RTOL, num_batches_tracked exactly. Returns the count. */
+static int check_buffers(const wk_module *m, const wk_safetensors *st, const char *model)
 {
-    wk_tensor *h = wk_module_forward(wk_module_child(m, "c_fc"), x);
-    return wk_module_forward(wk_module_child(m, "c_proj"), wk_gelu(h));
-}
-
-/* Block: x + attn(ln_1(x)), then + mlp(ln_2(x)). */
-static wk_tensor *gpt_block_forward(wk_module *m, wk_tensor *x)
-{
-    wk_tensor *a = wk_module_forward(wk_module_child(m, "attn"),
-                                     wk_module_forward(wk_module_child(m, "ln_1"), x));
-    x = wk_add(x, a);
-    wk_tensor *f = wk_module_forward(wk_module_child(m, "mlp"),
-                                     wk_module_forward(wk_module_child(m, "ln_2"), x));
-    return wk_add(x, f);
-}
-
-/* GPT on token ids (B, T): wte(idx) + wpe(0..T-1), blocks, ln_f, lm_head. */
-static wk_tensor *gpt_forward(wk_module *m, wk_tensor *idx)
-{
-    if (!idx) return NULL;
-    int64_t t = idx->shape[idx->ndim - 1];
-    wk_tensor *pos = wk_arange(0, (double)t, 1, WK_DTYPE_I64);
-    wk_tensor *x = wk_add(wk_module_forward(wk_module_child(m, "wte"), idx),
-                          wk_module_forward(wk_module_child(m, "wpe"), pos));
-    wk_module *h = wk_module_child(m, "h");
-    for (int i = 0; i < wk_module_list_len(h); i++)
-        x = wk_module_forward(wk_module_list_get(h, i), x);
-    x = wk_module_forward(wk_module_child(m, "ln_f"), x);
-    return wk_module_forward(wk_module_child(m, "lm_head"), x);
-}
-
-static wk_module *gpt_new(int64_t vocab, int64_t block, int64_t e, int64_t heads, int layers)
-{
-    wk_module *m = wk_module_new("GPT", gpt_forward, 0);
-    wk_module_add_child(m, "wte", wk_embedding_new(vocab, e, WK_NO_PADDING, NULL));
-    wk_module_add_child(m, "wpe", wk_embedding_new(block, e, WK_NO_PADDING, NULL));
-    wk_module *h = wk_module_add_child(m, "h", wk_module_list_new());
-    for (int i = 0; i < layers; i++) {
-        wk_module *b = wk_module_new("Block", gpt_block_forward, 0);
-        wk_module_add_child(b, "ln_1", wk_layer_norm_new(WK_SHAPE(e), 1e-5, true));
-        wk_module_add_child(b, "attn", wk_causal_self_attention_new(e, heads, true, 0.0, NULL));
-        wk_module_add_child(b, "ln_2", wk_layer_norm_new(WK_SHAPE(e), 1e-5, true));
-        wk_module *mlp = wk_module_add_child(b, "mlp", wk_module_new("MLP", gpt_mlp_forward, 0));
-        wk_module_add_child(mlp, "c_fc", wk_linear_new(e, 4 * e, true, NULL));
-        wk_module_add_child(mlp, "c_proj", wk_linear_new(4 * e, e, true, NULL));
-        wk_module_list_append(h, b);
+    wk_named_param ps[128];
+    int n = wk_module_named_parameters(m, true, ps, 128), nb = 0;
+    cr_assert(n <= 128);
+    for (int i = 0; i < n; i++) {
+        if (!ps[i].is_buffer) continue;
+        char name[300];
+        snprintf(name, sizeof name, "buffer.%.255s", ps[i].name);
+        wk_tensor *want = fixture(st, model, name);
+        if (ps[i].tensor->dtype == WK_DTYPE_I64)
+            cr_assert_eq(tu_at(ps[i].tensor, 0), tu_at(want, 0), "%s", name);
+        else
+            expect_close(ps[i].tensor, want, name);
+        nb++;
     }
-    wk_module_add_child(m, "ln_f", wk_layer_norm_new(WK_SHAPE(e), 1e-5, true));
-    wk_module_add_child(m, "lm_head", wk_linear_new(e, vocab, true, NULL));
-    return m;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s.buffer.", model);
+    cr_assert_eq(count_prefix(st, prefix), nb, "%s: fixture has %d buffers, model %d", model,
+                 count_prefix(st, prefix), nb);
+    return nb;
+}
+
+static int count_buffers(const wk_module *m)
+{
+    return wk_module_named_parameters(m, true, NULL, 0) -
+           wk_module_named_parameters(m, false, NULL, 0);
+}
+
+/* The float32 tolerance of a built-in model (see RTOL_F64). */
+static double f32_tolerance(const wk_safetensors *st, const char *model)
+{
+    double torch_err = wk_item(fixture(st, model, "torch_f32_error"));
+    cr_log_info("%s: torch's float32 error %.3g", model, torch_err);
+    return fmax(RTOL, 2 * torch_err);
+}
+
+/* Parameters and float buffers to float64 (new leaves), as test_models.c does. */
+static void module_to_f64(wk_module *m)
+{
+    wk_no_grad_begin();
+    for (int i = 0; i < m->nparams; i++) {
+        wk_tensor *c = wk_keep(wk_to_dtype(m->params[i].tensor, WK_DTYPE_F64));
+        wk_tensor_free(m->params[i].tensor);
+        m->params[i].tensor = wk_requires_grad_(c, true);
+    }
+    for (int i = 0; i < m->nbuffers; i++) {
+        if (!wk_dtype_is_float(m->buffers[i].tensor->dtype)) continue;
+        wk_tensor *c = wk_keep(wk_to_dtype(m->buffers[i].tensor, WK_DTYPE_F64));
+        wk_tensor_free(m->buffers[i].tensor);
+        m->buffers[i].tensor = c;
+    }
+    for (int i = 0; i < m->nchildren; i++) module_to_f64(m->children[i].module);
+    wk_no_grad_end();
+}
+
+/* Load, forward in training mode and compare a built-in model with its fixture: in
+ * float32 to RTOL, then (a second instance from make) in float64 to RTOL_F64. */
+static void check_builtin(wk_module *(*make)(void), const char *model)
+{
+    wk_safetensors st;
+    cr_assert_eq(wk_safetensors_load(BUILTIN, &st), 0, "%s", wk_last_error());
+    for (int pass = 0; pass < 2; pass++) {
+        wk_module *m = make();
+        cr_assert_not_null(m, "%s: %s", model, wk_last_error());
+        int nbuf = count_buffers(m);
+        load_params(m, &st, model, nbuf);
+        as_f64 = pass == 0; /* float64 first: a wrong formula fails there, clearly */
+        rtol = as_f64 ? RTOL_F64 : f32_tolerance(&st, model);
+        if (as_f64) module_to_f64(m);
+        wk_module_train(m, true);
+        check_model(m, &st, model, plain_forward);
+        cr_assert_eq(check_buffers(m, &st, model), nbuf);
+        as_f64 = false;
+        rtol = RTOL;
+        wk_module_free(m);
+    }
+    wk_safetensors_free(&st);
+}
+
+/* nanoGPT (model.py) with its names, tied head and biases: 2 layers, 2 heads. */
+static wk_module *make_gpt(void)
+{
+    return wk_gpt_module_new(&(wk_gpt_opts){.vocab_size = 11, .block_size = 8, .n_layer = 2,
+                                            .n_head = 2, .n_embd = 16},
+                             NULL);
 }
 
 Test(models_torch, gpt)
 {
-    wk_safetensors st;
-    cr_assert_eq(wk_safetensors_load(FIX("models.safetensors"), &st), 0, "%s", wk_last_error());
-    wk_module *m = gpt_new(11, 8, 16, 2, 2);
-    cr_assert_eq(wk_module_named_parameters(m, false, NULL, 0), 2 + 2 * 12 + 4, "%s",
+    wk_module *m = make_gpt();
+    cr_assert_eq(wk_module_named_parameters(m, false, NULL, 0), 2 + 2 * 12 + 2, "%s",
                  wk_last_error());
-    load_params(m, &st, "gpt", 0);
+    wk_module_free(m);
+    check_builtin(make_gpt, "nanogpt");
+}
+
+static wk_module *make_gpt_no_bias(void)
+{
+    return wk_gpt_module_new(&(wk_gpt_opts){.vocab_size = 7, .block_size = 6, .n_layer = 1,
+                                            .n_head = 2, .n_embd = 8, .no_bias = true},
+                             NULL);
+}
+
+Test(models_torch, gpt_no_bias)
+{
+    wk_module *m = make_gpt_no_bias();
+    cr_assert_eq(wk_module_named_parameters(m, false, NULL, 0), 2 + 6 + 1);
+    wk_module_free(m);
+    check_builtin(make_gpt_no_bias, "nanogpt_nobias");
+}
+
+/* The model's LOSS mode with nanoGPT's ignore_index = -1 targets. */
+Test(models_torch, gpt_model_loss_ignores_minus_one)
+{
+    wk_safetensors st;
+    cr_assert_eq(wk_safetensors_load(BUILTIN, &st), 0, "%s", wk_last_error());
+    wk_model *g = wk_gpt_new(&(wk_gpt_opts){.vocab_size = 11, .block_size = 8, .n_layer = 2,
+                                            .n_head = 2, .n_embd = 16},
+                             NULL);
+    cr_assert_not_null(g, "%s", wk_last_error());
+    load_params(g->module, &st, "nanogpt", 0);
+    wk_batch b = {0};
+    wk_batch_set(&b, "inputs", fixture(&st, "nanogpt", "x"));
+    wk_batch_set(&b, "targets", fixture(&st, "nanogpt", "y_ignore"));
+    wk_model_output out;
+    cr_assert_eq(wk_model_forward(g, &b, WK_MODE_LOSS, &out), 0, "%s", wk_last_error());
+    expect_close(wk_model_output_get(&out, "loss"), fixture(&st, "nanogpt", "loss_ignore"),
+                 "loss_ignore");
+    wk_model_free(g);
+    wk_safetensors_free(&st);
+}
+
+static wk_module *make_resnet(void)
+{
+    return wk_resnet_small_new(&(wk_resnet_opts){.in_channels = 2, .num_classes = 3, .width = 4,
+                                                 .stages = 2, .blocks = 2},
+                               NULL);
+}
+
+/* torchvision's BasicBlock names; batch norm in training mode (running statistics
+ * compared). */
+Test(models_torch, resnet)
+{
+    wk_module *m = make_resnet();
+    cr_assert_not_null(m, "%s", wk_last_error());
+    cr_assert_eq(count_buffers(m), 3 * 10, "10 batch norms");
+    wk_module_free(m);
+    check_builtin(make_resnet, "resnet");
+}
+
+/* The eval-mode logits from the running statistics one training forward left. */
+Test(models_torch, resnet_eval_after_training)
+{
+    wk_safetensors st;
+    cr_assert_eq(wk_safetensors_load(BUILTIN, &st), 0, "%s", wk_last_error());
+    wk_module *m = make_resnet();
+    cr_assert_not_null(m, "%s", wk_last_error());
+    load_params(m, &st, "resnet", count_buffers(m));
+    rtol = f32_tolerance(&st, "resnet");
     wk_module_train(m, true);
-    check_model(m, &st, "gpt", plain_forward);
+    check_model(m, &st, "resnet", plain_forward);
+    wk_module_train(m, false);
+    expect_close(wk_module_forward(m, fixture(&st, "resnet", "x")),
+                 fixture(&st, "resnet", "logits_eval"), "logits_eval");
+    rtol = RTOL;
     wk_module_free(m);
     wk_safetensors_free(&st);
+}
+
+static wk_module *make_fmnist_cnn(void)
+{
+    return wk_fmnist_cnn_new(&(wk_fmnist_cnn_opts){.num_classes = 3}, NULL);
+}
+
+Test(models_torch, fmnist_cnn)
+{
+    check_builtin(make_fmnist_cnn, "fmnist_cnn");
+}
+
+static wk_module *make_mlp_tanh(void)
+{
+    return wk_mlp_new(&(wk_mlp_opts){.sizes = (const int64_t[]){6, 7, 5, 3}, .nsizes = 4,
+                                     .activation = "tanh"},
+                      NULL);
+}
+
+Test(models_torch, mlp_tanh)
+{
+    check_builtin(make_mlp_tanh, "mlp_tanh");
 }
