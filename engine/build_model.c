@@ -3,11 +3,7 @@
 #include <math.h>
 
 #include "registry-impl.h"
-#if __has_include("../nn/models.h")
 #include "../nn/models.h"
-#else
-#include "models_stub.h"
-#endif
 
 #define MAX_LAYERS 64
 

@@ -661,17 +661,13 @@ Test(registry, metrics_equal_hand_built_ones)
     wk_config_free(cfg);
 }
 
-/* ---- models (when nn/models.h is merged) ---- */
+/* ---- models ---- */
 
-static wk_model *model_or_skip(const char *json)
+static wk_model *build_model_json(const char *json)
 {
     wk_config *cfg = parse(json);
     wk_cfg m = section(cfg, "model");
     wk_model *model = wk_build_model(&m, &(wk_build_ctx){.seed = 0});
-    if (!model && strstr(wk_last_error(), "not built yet")) {
-        wk_config_free(cfg);
-        cr_skip_test("nn/models.h is not merged yet");
-    }
     cr_assert_not_null(model, "%s", wk_last_error());
     wk_config_free(cfg);
     return model;
@@ -679,19 +675,19 @@ static wk_model *model_or_skip(const char *json)
 
 Test(registry, built_in_models)
 {
-    wk_model *m = model_or_skip("{\"model\": {\"type\": \"MLP\", \"in_features\": 784, "
+    wk_model *m = build_model_json("{\"model\": {\"type\": \"MLP\", \"in_features\": 784, "
                                 "\"hidden\": [500], \"out_features\": 10, \"activation\": "
                                 "\"relu\", \"init_std\": 0.01}}");
     cr_assert_eq(wk_module_num_parameters(m->module), 397510);
     wk_model_free(m);
-    m = model_or_skip("{\"model\": {\"type\": \"FashionMNISTCNN\", \"init_std\": 0.01}}");
+    m = build_model_json("{\"model\": {\"type\": \"FashionMNISTCNN\", \"init_std\": 0.01}}");
     cr_assert_eq(wk_module_num_parameters(m->module), 9098); /* 80 + 1168 + 7850 */
     wk_model_free(m);
-    m = model_or_skip("{\"model\": {\"type\": \"GPT\", \"vocab_size\": 256, \"block_size\": 128, "
+    m = build_model_json("{\"model\": {\"type\": \"GPT\", \"vocab_size\": 256, \"block_size\": 128, "
                       "\"n_layer\": 4, \"n_head\": 4, \"n_embd\": 128, \"init_std\": 0.02}}");
     cr_assert_eq(wk_module_num_parameters(m->module), 842496);
     wk_model_free(m);
-    m = model_or_skip("{\"model\": {\"type\": \"ResNet\", \"in_channels\": 1, \"num_classes\": "
+    m = build_model_json("{\"model\": {\"type\": \"ResNet\", \"in_channels\": 1, \"num_classes\": "
                       "10, \"width\": 8, \"stages\": 2, \"blocks\": 1}}");
     cr_assert_gt(wk_module_num_parameters(m->module), 0);
     wk_model_free(m);
