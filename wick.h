@@ -43,6 +43,7 @@
 #include "engine/dist.h"
 #include "engine/ddp.h"
 #include "engine/logger.h"
+#include "engine/logger_hook.h"
 #include "engine/tensorboard.h"
 #include "engine/plot.h"
 #include "engine/config.h"

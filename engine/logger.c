@@ -18,7 +18,7 @@ static const char *const ckpt_names[] = {"regular", "best", "last"};
 _Static_assert(sizeof ckpt_names / sizeof ckpt_names[0] == WK_LOG_CKPT_COUNT,
                "one name per checkpoint kind");
 static const char *const end_names[] = {"max_steps", "max_epochs", "early_stop", "signal",
-                                        "nan"};
+                                        "nan",       "requested",  "error"};
 _Static_assert(sizeof end_names / sizeof end_names[0] == WK_LOG_END_COUNT,
                "one name per end reason");
 

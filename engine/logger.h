@@ -52,12 +52,15 @@ typedef enum {
     WK_LOG_END_EARLY_STOP,
     WK_LOG_END_SIGNAL,
     WK_LOG_END_NAN,
+    WK_LOG_END_REQUESTED,
+    WK_LOG_END_ERROR,
     WK_LOG_END_COUNT
 } wk_log_end_reason;
 
 /* "regular", "best", "last" ("?" when out of range). */
 const char *wk_log_ckpt_kind_name(wk_log_ckpt_kind kind);
-/* "max_steps", "max_epochs", "early_stop", "signal", "nan" ("?" when out of range). */
+/* "max_steps", "max_epochs", "early_stop", "signal", "nan", "requested", "error" ("?" when
+ * out of range). */
 const char *wk_log_end_reason_name(wk_log_end_reason reason);
 
 typedef struct wk_logger_opts {

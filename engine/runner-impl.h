@@ -60,6 +60,7 @@ struct wk_runner {
     wk_ema *ema;                  /* use_ema */
     wk_comm *comm;                /* distributed: the world (owned by the library) */
     wk_ddp *ddp;                  /* distributed: gradient averaging */
+    struct wk_logger *logger;     /* the logging hook's (logger_hook.c), or NULL */
     wk_tensor **params;           /* the optimizer's parameters (clipping) */
     int nparams;
     int events[RUNNER_EV_COUNT];  /* engine ids of the runner events */
