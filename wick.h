@@ -13,6 +13,7 @@
 #include "tensor/index.h"
 #include "tensor/print.h"
 #include "tensor/safetensors.h"
+#include "tensor/profiler.h"
 #include "autograd/autograd.h"
 #include "nn/module.h"
 #include "nn/init.h"
