@@ -38,5 +38,6 @@
 #include "engine/metric.h"
 #include "engine/checkpoint.h"
 #include "engine/trainer.h"
+#include "engine/profiler_handler.h"
 
 #endif

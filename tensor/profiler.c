@@ -242,18 +242,23 @@ static open_span *push(tbuf *t, const char *name, int kind)
     return s;
 }
 
-/* Start the clocks of a span just pushed (last, so its own setup is not counted). */
-static uint64_t arm(tbuf *t, open_span *s)
+/* Start the clock of a span just pushed, at t0 (0: now). An op's clock starts last, so
+ * its own setup is not counted; a phase's first, so the phases (memory sampling
+ * included) cover the step. */
+static uint64_t arm(tbuf *t, open_span *s, int64_t t0)
 {
     if (is_mem_kind(s->kind)) {
+        s->t0 = t0 ? t0 : now_ns();
         fold_peak(t, t->depth - 1, wki_alloc_take_peak());
         s->rss = rss_bytes();
+        nvtx_push(s);
+        return (uint64_t)t->gen << 32 | (uint32_t)t->depth;
     }
     nvtx_push(s);
 #ifdef WK_HAVE_CUDA
     if (s->dev_type == WK_DEVICE_CUDA) s->cu0 = wki_cuda_prof_event_record();
 #endif
-    s->t0 = now_ns();
+    s->t0 = t0 ? t0 : now_ns();
     return (uint64_t)t->gen << 32 | (uint32_t)t->depth;
 }
 
@@ -277,8 +282,9 @@ static bool reserve_spans(tbuf *t, int64_t nshape)
     return true;
 }
 
-/* Close the innermost open span at time t1 and keep it. */
-static void close_top(tbuf *t, int64_t t1)
+/* Close the innermost open span at time t1 and keep it; with retime, a phase ends after
+ * its memory is sampled. */
+static void close_top(tbuf *t, int64_t t1, bool retime)
 {
     open_span *s = &t->stack[--t->depth];
     int32_t cu1 = -1;
@@ -286,7 +292,6 @@ static void close_top(tbuf *t, int64_t t1)
     if (s->cu0 >= 0) cu1 = wki_cuda_prof_event_record();
 #endif
     nvtx_pop(s->kind);
-    int64_t dur = t1 - s->t0;
     size_t held = 0, rss = 0;
     if (is_mem_kind(s->kind)) {
         size_t p = wki_alloc_take_peak();
@@ -296,7 +301,9 @@ static void close_top(tbuf *t, int64_t t1)
         held = st.bytes_in_use + st.bytes_cached;
         rss = rss_bytes();
         if (s->rss > rss) rss = s->rss;
+        if (retime) t1 = now_ns();
     }
+    int64_t dur = t1 - s->t0;
     if (t->depth > 0) {
         t->stack[t->depth - 1].child += dur;
         t->stack[t->depth - 1].nchild++;
@@ -365,7 +372,7 @@ uint64_t wki_prof_begin(const char *name, wk_profiler_kind kind, int n,
             s->nin++;
         }
     }
-    return arm(t, s);
+    return arm(t, s, 0);
 }
 
 uint64_t wki_prof_begin_shape(const char *name, const int64_t *shape, int ndim, wk_dtype dtype)
@@ -379,7 +386,7 @@ uint64_t wki_prof_begin_shape(const char *name, const int64_t *shape, int ndim, 
         memcpy(s->shape[0], shape, (size_t)ndim * sizeof *shape);
         s->nin = 1;
     }
-    return arm(t, s);
+    return arm(t, s, 0);
 }
 
 void wki_prof_end(uint64_t handle)
@@ -390,7 +397,7 @@ void wki_prof_end(uint64_t handle)
     int d = (int)(uint32_t)handle;
     if (!t || t->gen != g || d > t->depth) return;
     while (t->depth >= d)
-        close_top(t, t1);
+        close_top(t, t1, true);
 }
 
 void wki_prof_set_flops(uint64_t handle, double flops)
@@ -429,7 +436,7 @@ void wk_profiler_phase_begin(const char *name)
     tbuf *t = self_get();
     const char *n = t ? intern(name) : NULL;
     open_span *s = n ? push(t, n, WK_PROFILER_PHASE) : NULL;
-    if (s) arm(t, s);
+    if (s) arm(t, s, 0);
 }
 
 void wk_profiler_phase_end(void)
@@ -442,7 +449,7 @@ void wk_profiler_phase_end(void)
     for (int i = t->depth - 1; i >= 0 && p < 0; i--)
         if (t->stack[i].kind == WK_PROFILER_PHASE) p = i;
     while (p >= 0 && t->depth > p)
-        close_top(t, t1);
+        close_top(t, t1, true);
 }
 
 /* ---- the schedule ---- */
@@ -509,14 +516,15 @@ static void step_range_end(void)
     S.step_range = 0;
 }
 
-/* Open the step span at the bottom of this thread's stack. */
-static void open_step(tbuf *t, int64_t step)
+/* Open the step span at the bottom of this thread's stack, starting at t0 (the end of
+ * the previous one, so that steps tile the time). */
+static void open_step(tbuf *t, int64_t step, int64_t t0)
 {
     open_span *s = push(t, "ProfilerStep", WK_PROFILER_STEP);
     if (!s) return;
     s->step = step;
     step_range_start(step);
-    arm(t, s);
+    arm(t, s, t0);
 }
 
 static int finish(void);
@@ -586,7 +594,7 @@ int wk_profiler_start(const wk_profiler_options *opts)
     if (recording(S.state)) {
         me->gen = atomic_load(&generation);
         me->depth = 0;
-        open_step(me, 0);
+        open_step(me, 0, 0);
         atomic_store(&wki_prof_on, 1);
     }
     return 0;
@@ -608,7 +616,7 @@ static int close_all(tbuf *t, int64_t t1, open_span *reopen)
             t->depth = 0;
             break;
         }
-        close_top(t, t1);
+        close_top(t, t1, false);
     }
     step_range_end();
     return n;
@@ -657,7 +665,7 @@ int wk_profiler_step(void)
         t->gen = atomic_load(&generation);
         t->depth = 0;
     }
-    open_step(t, S.step);
+    open_step(t, S.step, recording(old) ? t1 : 0);
     int64_t t0 = now_ns();
     for (int i = 0; i < nreopen && t->depth < MAX_DEPTH; i++) {
         open_span *s = &t->stack[t->depth++];
