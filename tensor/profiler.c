@@ -172,7 +172,10 @@ static void tbuf_clear(tbuf *t)
 
 /* ---- spans ---- */
 
-static bool is_mem_kind(int kind) { return kind == WK_PROFILER_PHASE || kind == WK_PROFILER_STEP; }
+static bool is_mem_kind(int kind)
+{
+    return kind == WK_PROFILER_PHASE || kind == WK_PROFILER_STEP;
+}
 
 /* The innermost open phase or step below depth d (-1 when none). */
 static int mem_parent(const tbuf *t, int d)
@@ -364,7 +367,8 @@ uint64_t wki_prof_begin(const char *name, wk_profiler_kind kind, int n,
         int64_t numel = 1;
         for (int d = 0; d < x->ndim; d++)
             numel *= x->shape[d];
-        if ((unsigned)x->dtype < WK_DTYPE_COUNT) s->bytes += numel * (int64_t)wk_dtype_size(x->dtype);
+        if ((unsigned)x->dtype < WK_DTYPE_COUNT)
+            s->bytes += numel * (int64_t)wk_dtype_size(x->dtype);
         if (s->nin < MAX_INPUTS) {
             int nd = x->ndim < 0 ? 0 : x->ndim > WK_MAX_DIMS ? WK_MAX_DIMS : x->ndim;
             s->ndim[s->nin] = (int8_t)nd;
@@ -699,7 +703,10 @@ int wk_profiler_stop(void)
 bool wk_profiler_is_running(void) { return S.running; }
 bool wk_profiler_is_recording(void) { return atomic_load(&wki_prof_on) != 0; }
 
-const wk_profiler_summary *wk_profiler_last_summary(void) { return last.valid ? &last.sum : NULL; }
+const wk_profiler_summary *wk_profiler_last_summary(void)
+{
+    return last.valid ? &last.sum : NULL;
+}
 
 /* ---- outputs ---- */
 
@@ -868,13 +875,14 @@ static void write_trace_spans(FILE *f, const taken *tk, bool *first)
         if (e->bytes > 0) fprintf(f, ",\"bytes\":%lld", (long long)e->bytes);
         if (e->cu0 >= 0) fputs(",\"timing\":\"cuda_event\"", f);
         if (is_mem_kind(e->kind))
-            fprintf(f, ",\"peak_pool_bytes\":%zu,\"held_bytes\":%zu,\"rss_bytes\":%zu", e->pool_peak,
-                    e->held, e->rss);
+            fprintf(f, ",\"peak_pool_bytes\":%zu,\"held_bytes\":%zu,\"rss_bytes\":%zu",
+                    e->pool_peak, e->held, e->rss);
         fputs("}}", f);
     }
 }
 
-static int write_trace(const char *path, const taken *tk, int nt, const wk_profiler_summary *sum)
+static int write_trace(const char *path, const taken *tk, int nt,
+                       const wk_profiler_summary *sum)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -912,11 +920,12 @@ static void print_rows(FILE *f, const wk_profiler_row *rows, int n, double step_
     for (int i = 0; i < n; i++) {
         const wk_profiler_row *r = &rows[i];
         char gf[32] = "-";
-        if (r->flops > 0 && r->total_ms > 0) snprintf(gf, sizeof gf, "%.2f", r->flops / (r->total_ms * 1e6));
+        if (r->flops > 0 && r->total_ms > 0)
+            snprintf(gf, sizeof gf, "%.2f", r->flops / (r->total_ms * 1e6));
         fprintf(f, "%-32.32s %8lld %11.3f %11.3f %6.1f%% %11.1f %9s\n", r->name,
                 (long long)r->calls, r->total_ms, r->self_ms,
-                step_ms > 0 ? 100 * r->self_ms / step_ms : 0.0, 1e3 * r->total_ms / (double)r->calls,
-                gf);
+                step_ms > 0 ? 100 * r->self_ms / step_ms : 0.0,
+                1e3 * r->total_ms / (double)r->calls, gf);
     }
 }
 
@@ -938,7 +947,8 @@ static void print_table(FILE *f, const wk_profiler_summary *s)
         const wk_profiler_row *r = &s->rows[i];
         if (!is_mem_kind(r->kind)) continue;
         fprintf(f, "%-32.32s %8lld %11.3f %6.1f%% %11.3f %10.1f %10.1f %10.1f\n", r->name,
-                (long long)r->calls, r->total_ms, s->step_ms > 0 ? 100 * r->total_ms / s->step_ms : 0.0,
+                (long long)r->calls, r->total_ms,
+                s->step_ms > 0 ? 100 * r->total_ms / s->step_ms : 0.0,
                 r->total_ms / (double)r->calls, mib * (double)r->peak_pool_bytes,
                 mib * (double)r->held_bytes, mib * (double)r->rss_bytes);
     }

@@ -334,7 +334,8 @@ Test(profiler, schedule_keeps_exactly_the_active_steps)
         mlp_step(&m);
         cr_assert_eq(wk_profiler_step(), 0, "%s", wk_last_error());
         /* written as soon as the window closes, before stop */
-        cr_assert_eq(exists(path), i >= 5, "step %d: trace %s", i, exists(path) ? "exists" : "missing");
+        cr_assert_eq(exists(path), i >= 5, "step %d: trace %s", i,
+                     exists(path) ? "exists" : "missing");
     }
     cr_assert_eq(wk_profiler_stop(), 0);
     const wk_profiler_summary *s = wk_profiler_last_summary();
