@@ -11,7 +11,7 @@
  *      also estimated as (hook ns x spans per step) / step time.
  *   3. The summary table of one epoch (120 steps) with the profiler on.
  * Build a second tree with -Dc_args=-DWK_PROFILER_DISABLE to time the step without any
- * hook (`off` there is the no-hook baseline).
+ * hook (`off` there is the no-hook baseline; `on` there records the phases only).
  *   ./bench_profiler [threads=2] [blocks=4] [steps per block=10] [epoch steps=120]
  */
 #include <stdio.h>
@@ -185,7 +185,6 @@ int main(int argc, char **argv)
     hook_cost(t, 20000000, &ns_plain, &ns_hook);
     printf("RESULT hook_off_ns=%.3f plain_ns=%.3f hook_cost_ns=%.3f\n", ns_hook, ns_plain,
            ns_hook - ns_plain);
-#ifndef WK_PROFILER_DISABLE
     { /* a recorded span: 200000 of them in one step */
         wk_profiler_options o = wk_profiler_options_default();
         o.dir = "/tmp/wick_bench_profiler/micro";
@@ -200,7 +199,6 @@ int main(int argc, char **argv)
         }
         printf("RESULT span_on_ns=%.1f (a recorded span with one input, kept)\n", best);
     }
-#endif
     wk_tensor_free(t);
 
     cnn c = {0};
@@ -218,7 +216,6 @@ int main(int argc, char **argv)
     for (int b = 0; b < blocks; b++) {
         for (int i = 0; i < per_block; i++)
             if ((off[noff++] = cnn_step(&c)) < 0) goto fail;
-#ifndef WK_PROFILER_DISABLE
         wk_profiler_options o = record_all("/tmp/wick_bench_profiler/blocks", NULL);
         if (wk_profiler_start(&o)) goto fail;
         for (int i = 0; i < per_block; i++) {
@@ -232,12 +229,10 @@ int main(int argc, char **argv)
             if (s->rows[r].kind == WK_PROFILER_OP || s->rows[r].kind == WK_PROFILER_BACKWARD)
                 calls += s->rows[r].calls;
         if (s && s->steps) spans_per_step = (double)calls / (double)s->steps;
-#endif
     }
     double m_off = median(off, noff);
     printf("RESULT mode=off steps=%d median_ms=%.3f min_ms=%.3f\n", noff, 1e3 * m_off,
            1e3 * off[0]);
-#ifndef WK_PROFILER_DISABLE
     double m_on = median(on, non);
     printf("RESULT mode=on steps=%d median_ms=%.3f min_ms=%.3f overhead_on_pct=%.2f\n", non,
            1e3 * m_on, 1e3 * on[0], 100 * (m_on - m_off) / m_off);
@@ -262,7 +257,6 @@ int main(int argc, char **argv)
         printf(" %s %.1f%%%s", row->name, 100 * row->self_ms / s->step_ms, ++k < 3 ? "," : "");
     }
     printf("\ntrace: /tmp/wick_bench_profiler/epoch/trace.json\n");
-#endif
     cnn_free(&c);
     return 0;
 fail:
