@@ -241,6 +241,7 @@ int main(int argc, char **argv)
            spans_per_step, 100 * (ns_hook - ns_plain) * 1e-9 * spans_per_step / m_off,
            ns_hook - ns_plain);
 
+    if (epoch_steps <= 0) goto done;
     printf("\none epoch (%d steps) with the profiler on:\n", epoch_steps);
     wk_profiler_options o = record_all("/tmp/wick_bench_profiler/epoch", stdout);
     if (wk_profiler_start(&o)) goto fail;
@@ -257,6 +258,7 @@ int main(int argc, char **argv)
         printf(" %s %.1f%%%s", row->name, 100 * row->self_ms / s->step_ms, ++k < 3 ? "," : "");
     }
     printf("\ntrace: /tmp/wick_bench_profiler/epoch/trace.json\n");
+done:
     cnn_free(&c);
     return 0;
 fail:
