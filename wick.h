@@ -13,6 +13,7 @@
 #include "tensor/index.h"
 #include "tensor/print.h"
 #include "tensor/safetensors.h"
+#include "tensor/profiler.h"
 #include "autograd/autograd.h"
 #include "nn/module.h"
 #include "nn/init.h"
@@ -48,5 +49,6 @@
 #include "engine/plot.h"
 #include "engine/config.h"
 #include "engine/registry.h"
+#include "engine/profiler_handler.h"
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "../tensor/elementwise.h"
 #include "node-impl.h"
+#include "../tensor/profiler-impl.h"
 
 static atomic_uint_fast64_t pass_counter;
 
@@ -123,6 +124,7 @@ static int accumulate_node(wki_node *c, wk_tensor *g)
 
 static int run_node(wki_node *n, bool retain_graph)
 {
+    WKI_PROF_BACKWARD(n->op, n->grad);
     if (n->released) {
         wk_set_error("backward: the graph through %s was already freed by an earlier "
                      "backward; pass retain_graph=true to wk_backward_ex to go through it "
@@ -177,6 +179,7 @@ static int run_node(wki_node *n, bool retain_graph)
 
 int wk_backward_ex(wk_tensor *out, const wk_tensor *grad, bool retain_graph)
 {
+    WKI_PROF_OP("backward_pass", out);
     if (!WKI_CHECK("backward", out)) return -1;
     if (!out->requires_grad) {
         wk_set_error("backward: the tensor (shape %s) does not require grad: no input of its "

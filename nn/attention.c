@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../autograd/node-impl.h"
+#include "../tensor/profiler-impl.h"
 #include "../tensor/creation.h"
 #include "../tensor/linalg.h"
 #include "init.h"
@@ -719,6 +720,7 @@ wk_tensor *wk_scaled_dot_product_attention(wk_tensor *q, wk_tensor *k, wk_tensor
                                            double dropout_p, wk_generator *g)
 {
     const char *name = attn_info[ATTN_SDPA].name;
+    WKI_PROF_OP(name, q, k, v, attn_mask);
     if (!WKI_CHECK(name, q, k, v)) return NULL;
     attn_kernel kernel = kernel_for(name, q, false);
     if (!kernel || !wki_same_device(name, q, k) || !wki_same_device(name, q, v) ||
@@ -746,6 +748,7 @@ wk_tensor *wk_scaled_dot_product_attention(wk_tensor *q, wk_tensor *k, wk_tensor
     if (!sdpa_geometry(name, q, k, v, attn_mask, &a)) return NULL;
     a.scale = a.D ? 1.0 / sqrt((double)a.D) : 1;
     int64_t shape[WK_MAX_DIMS];
+    WKI_PROF_FLOPS(2.0 * (double)(a.nbatch * a.Tq * a.Tk) * (double)(a.D + a.Dv));
     memcpy(shape, a.bshape, (size_t)a.nbdim * sizeof *shape);
     shape[a.nbdim] = a.Tq;
     shape[a.nbdim + 1] = a.Dv;
@@ -768,6 +771,7 @@ wk_tensor *wk_qkv_attention(wk_tensor *qkv, int64_t num_heads, bool is_causal,
                             double dropout_p, wk_generator *g)
 {
     const char *name = attn_info[ATTN_QKV].name;
+    WKI_PROF_OP(name, qkv);
     if (!WKI_CHECK(name, qkv)) return NULL;
     attn_kernel kernel = kernel_for(name, qkv, false);
     if (!kernel || !check_float(name, "qkv", qkv) || !check_dropout(name, dropout_p))
@@ -793,6 +797,7 @@ wk_tensor *wk_qkv_attention(wk_tensor *qkv, int64_t num_heads, bool is_causal,
         return NULL;
     }
     a.scale = a.D ? 1.0 / sqrt((double)a.D) : 1;
+    WKI_PROF_FLOPS(2.0 * (double)(a.nbatch * a.Tq * a.Tk) * (double)(a.D + a.Dv));
     heads_amat(&a, out, E > 0 ? E : 1, T * E, &a.o);
     out = attn_run(ATTN_QKV, &a, out, &qkv, 1, dropout_p, g, num_heads, kernel);
     free_tmps(&tt);

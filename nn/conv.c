@@ -28,6 +28,7 @@
 
 #include "../autograd/node-impl.h"
 #include "../tensor/tensor-impl.h"
+#include "../tensor/profiler-impl.h"
 #include "conv.h"
 #include "init.h"
 
@@ -1152,6 +1153,7 @@ wk_tensor *wk_conv(wk_conv_op op, wk_tensor *x, wk_tensor *weight, wk_tensor *bi
         return NULL;
     }
     const char *name = conv_info[op].name;
+    WKI_PROF_OP(name, x, weight, bias);
     if (!(bias ? WKI_CHECK(name, x, weight, bias) : WKI_CHECK(name, x, weight))) return NULL;
     if (!wki_same_device(name, x, weight) || (bias && !wki_same_device(name, x, bias)))
         return NULL;
@@ -1176,6 +1178,7 @@ wk_tensor *wk_conv(wk_conv_op op, wk_tensor *x, wk_tensor *weight, wk_tensor *bi
     if (!resolve_opts(name, opts, &o) || !conv_setup(name, x, weight, bias, &o, &g))
         return NULL;
     int64_t shape[4] = {g.N, g.O, g.OH, g.OW};
+    WKI_PROF_FLOPS(2.0 * (double)(g.N * g.O * g.OH * g.OW) * (double)(g.Cg * g.KH * g.KW));
     int lead = x->ndim == 4 ? 0 : 1;
     wk_tensor *out = wki_empty_on(shape + lead, 4 - lead, x->dtype, x->device);
     wk_tensor *xc = wk_contiguous(x), *wc = wk_contiguous(weight);

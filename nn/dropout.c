@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../autograd/node-impl.h"
+#include "../tensor/profiler-impl.h"
 #include "../tensor/creation.h"
 #include "../tensor/iter-impl.h"
 #include "norm.h"
@@ -79,6 +80,7 @@ static int dropout_backward(wki_node *n, wk_tensor *grad_out, wk_tensor **grads)
 
 wk_tensor *wk_dropout(wk_tensor *x, double p, bool training, wk_generator *g)
 {
+    WKI_PROF_OP("dropout", x);
     if (!WKI_CHECK("dropout", x)) return NULL;
     if (!(p >= 0 && p <= 1)) {
         wk_set_error("dropout: probability has to be between 0 and 1, got %g", p);

@@ -1,6 +1,7 @@
 /* The embedding op (rows of a table at integer indices) with its backward, and the
  * Embedding layer. */
 #include "../autograd/node-impl.h"
+#include "../tensor/profiler-impl.h"
 #include "../tensor/index-impl.h"
 #include "linear.h"
 
@@ -86,6 +87,7 @@ static bool check_range(const wk_tensor *flat, const wk_tensor *w)
 
 wk_tensor *wk_embedding_ex(wk_tensor *weight, wk_tensor *indices, int64_t padding_idx)
 {
+    WKI_PROF_OP("embedding", weight, indices);
     if (!WKI_CHECK("embedding", weight, indices)) return NULL;
     if (!check_args(weight, indices, &padding_idx)) return NULL;
     int64_t shape[WK_MAX_DIMS];

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../autograd/node-impl.h"
+#include "../tensor/profiler-impl.h"
 #include "../tensor/cpu/reduce-impl.h"
 #include "loss.h"
 
@@ -719,6 +720,7 @@ wk_tensor *wk_loss(wk_loss_op op, const wk_loss_args *args)
         return NULL;
     }
     const char *name = loss_info[op].name;
+    WKI_PROF_OP(name, args ? args->input : NULL, args ? args->target : NULL);
     if (!args) {
         wk_set_error("%s: args is NULL", name);
         return NULL;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../autograd/node-impl.h"
+#include "../tensor/profiler-impl.h"
 #include "../tensor/creation.h"
 #include "norm.h"
 
@@ -883,6 +884,7 @@ static wk_tensor *norm_forward(norm_op op, wk_tensor *x, wk_tensor *w, wk_tensor
                                const norm_opts *o)
 {
     const char *name = norm_info[op].name;
+    WKI_PROF_OP(name, x, w, b);
     if (!WKI_CHECK(name, x)) return NULL;
     norm_kernel kernel = norm_kernels[x->device.type].forward;
     if (!kernel) {

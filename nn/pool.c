@@ -9,6 +9,7 @@
 
 #include "../autograd/node-impl.h"
 #include "../tensor/tensor-impl.h"
+#include "../tensor/profiler-impl.h"
 #include "conv.h"
 
 static const struct {
@@ -481,6 +482,7 @@ wk_tensor *wk_pool2d(wk_pool_op op, wk_tensor *x, const wk_pool2d_opts *opts,
     }
     const char *name = pool_info[op].name;
     if (!WKI_CHECK(name, x)) return NULL;
+    WKI_PROF_OP(name, x);
     if (indices && op != WK_POOL_MAX2D) {
         wk_set_error("%s: only max pooling returns indices (pass NULL)", name);
         return NULL;

@@ -31,6 +31,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static block *free_lists[NCLASS];
 static wk_alloc_stats stats;
 static size_t pool_limit;
+static size_t mark_peak; /* the profiler's own peak, so it never resets the user's */
 
 static int floor_log2(size_t n) { return 63 - __builtin_clzll((unsigned long long)n); }
 
@@ -91,6 +92,7 @@ void *wki_alloc(size_t nbytes, size_t *capacity)
     stats.bytes_in_use += cap;
     if (stats.bytes_in_use > stats.peak_bytes_in_use)
         stats.peak_bytes_in_use = stats.bytes_in_use;
+    if (stats.bytes_in_use > mark_peak) mark_peak = stats.bytes_in_use;
     pthread_mutex_unlock(&lock);
     *capacity = cap;
     return b;
@@ -194,6 +196,15 @@ wk_alloc_stats wk_alloc_get_stats(void)
     wk_alloc_stats s = stats;
     pthread_mutex_unlock(&lock);
     return s;
+}
+
+size_t wki_alloc_take_peak(void)
+{
+    pthread_mutex_lock(&lock);
+    size_t p = mark_peak > stats.bytes_in_use ? mark_peak : stats.bytes_in_use;
+    mark_peak = stats.bytes_in_use;
+    pthread_mutex_unlock(&lock);
+    return p;
 }
 
 void wk_alloc_reset_peak(void)

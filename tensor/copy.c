@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../autograd/node-impl.h"
+#include "profiler-impl.h"
 #include "iter-impl.h"
 
 typedef struct {
@@ -142,6 +143,7 @@ static wki_loop_fn cast_fn(wk_dtype dst, wk_dtype src)
 
 wk_tensor *wk_copy_(wk_tensor *dst, const wk_tensor *src)
 {
+    WKI_PROF_OP("copy_", dst, src);
     if (!WKI_CHECK("copy_", dst, src)) return NULL;
     if (!wki_same_device("copy_", dst, src) || !wki_require_cpu("copy_", dst)) return NULL;
     const wk_tensor *ops[2] = {dst, src};
@@ -183,6 +185,7 @@ static void fill_loop(char **d, const int64_t *s, int64_t n, void *ctx)
 
 wk_tensor *wk_fill_(wk_tensor *t, double value)
 {
+    WKI_PROF_OP("fill_", t);
     if (!WKI_CHECK("fill_", t)) return NULL;
     if (!wki_require_cpu("fill_", t)) return NULL;
     fill_ctx ctx = {.dtype = t->dtype};
@@ -217,6 +220,7 @@ static wk_tensor *record(wk_tensor *out, wk_tensor *t, const char *op)
 
 wk_tensor *wk_clone(const wk_tensor *t)
 {
+    WKI_PROF_OP("clone", t);
     if (!WKI_CHECK("clone", t)) return NULL;
     wk_tensor *c = wk_empty_like(t);
     if (c && !wk_copy_(c, t)) {
@@ -229,6 +233,7 @@ wk_tensor *wk_clone(const wk_tensor *t)
 
 wk_tensor *wk_to_dtype(wk_tensor *t, wk_dtype dtype)
 {
+    WKI_PROF_OP("to_dtype", t);
     if (!WKI_CHECK("to_dtype", t)) return NULL;
     if ((unsigned)dtype >= WK_DTYPE_COUNT) {
         wk_set_error("to_dtype: invalid dtype %d", (int)dtype);

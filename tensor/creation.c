@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "creation.h"
+#include "profiler-impl.h"
 #include "tensor-impl.h"
 
 #define GRAIN 32768
@@ -179,6 +180,7 @@ static bool check_dtype(const char *op, wk_dtype dtype, bool numeric_only)
 static wk_tensor *create(creation_op op, const char *opname, const int64_t *shape, int ndim,
                          wk_dtype dtype, wk_device device, const creation_args *a)
 {
+    WKI_PROF_OP_SHAPE(opname, shape, ndim, dtype);
     if (!check_shape(opname, shape, ndim) ||
         !check_dtype(opname, dtype, creation_info[op].numeric_only))
         return NULL;

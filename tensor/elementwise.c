@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../autograd/node-impl.h"
+#include "profiler-impl.h"
 #include "cpu/elementwise-impl.h"
 #include "creation.h"
 
@@ -311,6 +312,7 @@ static wk_tensor *unary_op(wk_unary_op op, wk_tensor *x, double lo, double hi)
     }
     const char *name = unary_info[op].name;
     unsigned flags = unary_info[op].flags;
+    WKI_PROF_OP(name, x);
     if (!WKI_CHECK(name, x) || !check_dtype(name, x)) return NULL;
     if (x->dtype == WK_DTYPE_BOOL && (flags & UN_NO_BOOL)) {
         wk_set_error("%s: not supported for bool tensors (shape %s)", name, wki_shape_s(x));
@@ -443,6 +445,7 @@ static wk_tensor *binary_op(wk_binary_op op, wk_tensor *a, wk_tensor *b, wk_dtyp
     }
     const char *name = binary_info[op].name;
     unsigned flags = binary_info[op].flags;
+    WKI_PROF_OP(name, a, b);
     if (!WKI_CHECK(name, a, b) || !check_dtype(name, a) || !check_dtype(name, b))
         return NULL;
     const wk_tensor *ins[2] = {a, b};
@@ -613,6 +616,7 @@ static int where_backward(wki_node *n, wk_tensor *g, wk_tensor **grads)
 
 wk_tensor *wk_where(wk_tensor *cond, wk_tensor *a, wk_tensor *b)
 {
+    WKI_PROF_OP("where", cond, a, b);
     if (!WKI_CHECK("where", cond, a, b)) return NULL;
     if (!check_dtype("where", cond) || !check_dtype("where", a) || !check_dtype("where", b))
         return NULL;
@@ -715,6 +719,7 @@ static bool partial_overlap(const wk_tensor *dst, const wk_tensor *src)
 wk_tensor *wk_add_(wk_tensor *dst, wk_tensor *src)
 {
     const char *op = "add_";
+    WKI_PROF_OP(op, dst, src);
     if (!WKI_CHECK(op, dst, src) || !check_dtype(op, dst) || !check_dtype(op, src))
         return NULL;
     bool cpu_scalar = src->ndim == 0 && src->device.type == WK_DEVICE_CPU;
@@ -750,6 +755,7 @@ wk_tensor *wk_add_(wk_tensor *dst, wk_tensor *src)
 wk_tensor *wk_mul_scalar_(wk_tensor *t, double s)
 {
     const char *op = "mul_scalar_";
+    WKI_PROF_OP(op, t);
     if (!WKI_CHECK(op, t) || !check_dtype(op, t)) return NULL;
     if (!check_inplace(op, t, scalar_result_type(t->dtype, s))) return NULL;
     wki_inplace_kernel kernel = KERNEL_FOR(inplace_kernels, t->device);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../autograd/node-impl.h"
+#include "profiler-impl.h"
 #include "index-impl.h"
 #include "iter-impl.h"
 
@@ -829,6 +830,8 @@ wk_tensor *wk_index_apply(wk_index_op op, const wk_index_args *a)
         return NULL;
     }
     index_job job = {.args = a};
+    WKI_PROF_OP(wk_index_name(op), a->x, a->index, a->src,
+                a->n > 0 && a->ts ? a->ts[0] : a->mask);
     int64_t shape[WK_MAX_DIMS];
     int nd = 0;
     bool ok = false;

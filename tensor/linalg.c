@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../autograd/node-impl.h"
+#include "profiler-impl.h"
 #include "elementwise.h"
 #include "linalg.h"
 #include "reduce.h"
@@ -454,9 +455,11 @@ wk_tensor *wk_linalg(wk_linalg_op op, wk_tensor *a, wk_tensor *b, wk_tensor *c, 
         return NULL;
     }
     if (op != WK_LINALG_ADDMM && op != WK_LINALG_LINEAR) c = NULL;
+    WKI_PROF_OP(linalg_info[op].name, a, b, c);
     if (op == WK_LINALG_LINEAR) beta = alpha = 1;
     if (op != WK_LINALG_ADDMM && op != WK_LINALG_LINEAR) alpha = beta = 1;
     wk_tensor *out = product(op, a, b, c, beta, alpha);
+    if (out) WKI_PROF_FLOPS(2.0 * (double)wk_numel(out) * (double)a->shape[a->ndim - 1]);
     if (out && wki_grad_needed(3, (const wk_tensor *[]){a, b, c})) {
         wki_node *n = wki_node_new(out, linalg_info[op].name, linalg_info[op].backward, 3,
                                    (wk_tensor *[]){a, b, c});

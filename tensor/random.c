@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "random.h"
+#include "profiler-impl.h"
 #include "tensor-impl.h"
 
 #define PHILOX_M0 0xD2511F53u
@@ -369,6 +370,8 @@ static wk_tensor *sample(random_op op, const char *opname, wk_tensor *dst,
                          const int64_t *shape, int ndim, wk_dtype dtype, wk_device device,
                          random_args *a, wk_generator *g)
 {
+    WKI_PROF_OP_SHAPE(opname, dst ? dst->shape : shape, dst ? dst->ndim : ndim,
+                      dst ? dst->dtype : dtype);
     if (dst) {
         shape = dst->shape, ndim = dst->ndim, dtype = dst->dtype, device = dst->device;
         if (overlaps(dst)) {

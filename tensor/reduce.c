@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "../autograd/node-impl.h"
+#include "profiler-impl.h"
 #include "cpu/reduce-impl.h"
 #include "creation.h"
 #include "elementwise.h"
@@ -156,6 +157,7 @@ wk_tensor *wk_reduce(wk_reduce_op op, wk_tensor *x, const int *dims, int ndims, 
         return NULL;
     }
     const struct reduce_info *info = &reduce_info[op];
+    WKI_PROF_OP(info->name, x);
     if (!WKI_CHECK(info->name, x)) return NULL;
     wki_reduce_kernel kernel = reduce_kernels[x->device.type].reduce;
     if (!kernel) {

@@ -26,6 +26,9 @@ void wki_dealloc(void *p, size_t capacity);
 /* Fixed-size structs (tensor handles, storages, autograd nodes) from a free list. */
 void *wki_struct_alloc(size_t size);
 void wki_struct_free(void *p, size_t size);
+/* The profiler's peak: the most bytes in use since the previous call (or the start), and
+ * a new mark at the current use. Independent of wk_alloc_reset_peak. */
+size_t wki_alloc_take_peak(void);
 
 /* ---- storage and handles (tensor.c) ---- */
 

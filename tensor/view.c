@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../autograd/node-impl.h"
+#include "profiler-impl.h"
 #include "tensor-impl.h"
 
 /* Give out (a view or copy of t) a node when t requires grad; out, or NULL after freeing
@@ -466,22 +467,26 @@ static wk_tensor *flatten_impl(wk_tensor *t, int start_dim, int end_dim)
 
 wk_tensor *wk_view(wk_tensor *t, const int64_t *shape, int ndim)
 {
+    WKI_PROF_OP("view", t);
     return record(view_impl(t, shape, ndim), t, "view", reshape_backward, NULL, 0);
 }
 
 wk_tensor *wk_reshape(wk_tensor *t, const int64_t *shape, int ndim)
 {
+    WKI_PROF_OP("reshape", t);
     return record(reshape_impl(t, shape, ndim), t, "reshape", reshape_backward, NULL, 0);
 }
 
 wk_tensor *wk_transpose(wk_tensor *t, int dim0, int dim1)
 {
+    WKI_PROF_OP("transpose", t);
     return record(transpose_impl(t, dim0, dim1), t, "transpose", transpose_backward,
                   (const int64_t[]){dim0, dim1}, 2);
 }
 
 wk_tensor *wk_permute(wk_tensor *t, const int *dims, int ndims)
 {
+    WKI_PROF_OP("permute", t);
     int64_t inverse[WK_MAX_DIMS];
     return record(permute_impl(t, dims, ndims, inverse), t, "permute", permute_backward,
                   inverse, ndims);
@@ -489,49 +494,58 @@ wk_tensor *wk_permute(wk_tensor *t, const int *dims, int ndims)
 
 wk_tensor *wk_squeeze(wk_tensor *t, int dim)
 {
+    WKI_PROF_OP("squeeze", t);
     return record(squeeze_impl(t, dim), t, "squeeze", reshape_backward, NULL, 0);
 }
 
 wk_tensor *wk_squeeze_all(wk_tensor *t)
 {
+    WKI_PROF_OP("squeeze", t);
     return record(squeeze_all_impl(t), t, "squeeze", reshape_backward, NULL, 0);
 }
 
 wk_tensor *wk_unsqueeze(wk_tensor *t, int dim)
 {
+    WKI_PROF_OP("unsqueeze", t);
     return record(unsqueeze_impl(t, dim), t, "unsqueeze", reshape_backward, NULL, 0);
 }
 
 wk_tensor *wk_slice(wk_tensor *t, int dim, int64_t start, int64_t end, int64_t step)
 {
+    WKI_PROF_OP("slice", t);
     int64_t p[4];
     return record(slice_impl(t, dim, start, end, step, p), t, "slice", slice_backward, p, 4);
 }
 
 wk_tensor *wk_narrow(wk_tensor *t, int dim, int64_t start, int64_t length)
 {
+    WKI_PROF_OP("narrow", t);
     int64_t p[4];
     return record(narrow_impl(t, dim, start, length, p), t, "narrow", slice_backward, p, 4);
 }
 
 wk_tensor *wk_select(wk_tensor *t, int dim, int64_t index)
 {
+    WKI_PROF_OP("select", t);
     int64_t p[4];
     return record(select_impl(t, dim, index, p), t, "select", slice_backward, p, 4);
 }
 
 wk_tensor *wk_expand(wk_tensor *t, const int64_t *shape, int ndim)
 {
+    WKI_PROF_OP("expand", t);
     return record(expand_impl(t, shape, ndim), t, "expand", expand_backward, NULL, 0);
 }
 
 wk_tensor *wk_flatten(wk_tensor *t, int start_dim, int end_dim)
 {
+    WKI_PROF_OP("flatten", t);
     return record(flatten_impl(t, start_dim, end_dim), t, "flatten", reshape_backward, NULL, 0);
 }
 
 wk_tensor *wk_contiguous(wk_tensor *t)
 {
+    WKI_PROF_OP("contiguous", t);
     if (!WKI_CHECK("contiguous", t)) return NULL;
     wk_tensor *out;
     if (wk_is_contiguous(t)) {
