@@ -104,14 +104,19 @@ static int on_batch_end(wk_runner *r, const wk_runner_state *s, void *u)
 
 static int on_eval_end(wk_runner *r, const wk_runner_state *s, void *u)
 {
-    (void)r;
     logger_hook *h = u;
     const wk_metric_results *m = s->metrics;
     const char *names[WK_METRIC_MAX_RESULTS];
-    for (int i = 0; i < m->count; i++) names[i] = m->names[i];
+    int64_t iters[WK_METRIC_MAX_RESULTS];
+    for (int i = 0; i < m->count; i++) {
+        names[i] = m->names[i];
+        const wk_loader *l = !strncmp(names[i], "test", 4) ? r->parts.test_loader
+                                                           : r->parts.val_loader;
+        iters[i] = l ? wk_loader_length(l) : 0;
+    }
     wk_log_eval e = {.epoch = s->epoch, .global_step = s->global_step,
                      .max_steps = total_steps(s), .n = m->count, .names = names,
-                     .values = m->values};
+                     .values = m->values, .iters = iters};
     return wk_logger_eval(h->lg, &e);
 }
 

@@ -11,7 +11,9 @@
 
 #include "../nn/norm.h"
 #include "../tensor/random.h"
+#include "../tensor/profiler.h"
 #include "checkpoint.h"
+#include "logger_hook.h"
 #include "runner-impl.h"
 
 static const char *const stop_names[] = {"none",   "max_steps", "max_epochs", "early_stop",
@@ -85,7 +87,9 @@ int wki_runner_fire(wk_runner *r, hook_slot slot)
         "on_batch_end",   "on_epoch_end",   "on_eval_begin",      "on_eval_end",
         "on_best",        "on_save_checkpoint", "on_checkpoint_saved", "on_load_checkpoint",
         "on_early_stop",  "on_train_end"};
-    for (int i = 0; i < r->nhooks; i++) {
+    wk_profiler_phase_begin("hooks");
+    int result = 0;
+    for (int i = 0; i < r->nhooks && !result; i++) {
         const wk_runner_hook *h = &r->hooks[i];
         int rc = 0;
         wk_clear_error();
@@ -99,10 +103,11 @@ int wki_runner_fire(wk_runner *r, hook_slot slot)
         }
         if (rc) {
             hook_error(h, what[slot]);
-            return -1;
+            result = -1;
         }
     }
-    return 0;
+    wk_profiler_phase_end();
+    return result;
 }
 
 /* The engine handler of a mapped event: bring the state up to date, dispatch. */
@@ -120,6 +125,22 @@ static int dispatch_handler(wk_engine *e, void *user)
         r->state.iter_in_epoch = es->iteration - (es->epoch - 1) * r->state.epoch_length;
     }
     return wki_runner_fire(r, d->slot);
+}
+
+static int data_begin(wk_engine *e, void *user)
+{
+    (void)e;
+    (void)user;
+    wk_profiler_phase_begin("data");
+    return 0;
+}
+
+static int data_end(wk_engine *e, void *user)
+{
+    (void)e;
+    (void)user;
+    wk_profiler_phase_end();
+    return 0;
 }
 
 int wki_runner_fire_event(wk_runner *r, runner_event ev)
@@ -242,9 +263,14 @@ static void check_opts(wk_runner *r, problems *p)
     if (o->world_size < 1 || o->rank < 0 || o->rank >= o->world_size)
         problem(p, "rank/world_size: %d/%d (expected 0 <= rank < world_size)", o->rank,
                 o->world_size);
-    if (o->profiler.enabled && (o->profiler.wait < 0 || o->profiler.warmup < 0 ||
-                                o->profiler.active < 1 || o->profiler.repeat < 0))
-        problem(p, "use_profiler: wait, warmup, repeat >= 0 and active >= 1 expected");
+    const wk_runner_profile *pf = &o->profiler;
+    bool pf_default = !pf->wait && !pf->warmup && !pf->active && !pf->repeat;
+    if (pf->enabled && !pf_default &&
+        (pf->wait < 0 || pf->warmup < 0 || pf->active < 1 || pf->repeat < 0))
+        problem(p, "use_profiler: wait, warmup, repeat >= 0 and active >= 1 expected (got "
+                   "%lld, %lld, %lld, %lld)",
+                (long long)pf->wait, (long long)pf->warmup, (long long)pf->active,
+                (long long)pf->repeat);
     if (o->early_stop.target && o->early_stop.patience < 1)
         problem(p, "early_stop.patience: %lld (expected >= 1)", (long long)o->early_stop.patience);
 }
@@ -447,7 +473,10 @@ wk_runner *wk_runner_new(const wk_runner_parts *parts, const wk_runner_opts *opt
         if (!wk_engine_on(r->engine, direct[i].event, dispatch_handler,
                           &r->dispatch[direct[i].slot]).engine)
             goto fail;
-    if (wki_runner_attach_policy(r)) goto fail;
+    if (!wk_engine_on(r->engine, WK_EVENT_GET_BATCH_STARTED, data_begin, r).engine ||
+        !wk_engine_on(r->engine, WK_EVENT_GET_BATCH_COMPLETED, data_end, r).engine ||
+        wki_runner_attach_policy(r))
+        goto fail;
     r->train_source = wk_loader_source(parts->train_loader);
     return r;
 fail: {
@@ -547,6 +576,21 @@ static int sync_ranks(wk_runner *r, bool fresh)
     return 0;
 }
 
+/* use_profiler: the window in optimizer steps, outputs in the run folder. */
+static int start_profiler(wk_runner *r)
+{
+    const wk_runner_profile *pf = &r->opts.profiler;
+    wk_profiler_options po = wk_profiler_options_default();
+    if (pf->wait || pf->warmup || pf->active || pf->repeat)
+        po.schedule = (wk_profiler_schedule){pf->wait, pf->warmup, pf->active, pf->repeat};
+    const char *run_dir = r->logger ? wk_logger_run_dir(r->logger) : NULL;
+    po.dir = run_dir ? run_dir : r->work_dir;
+    po.rank = r->opts.rank;
+    po.world = r->opts.world_size;
+    po.table_out = r->opts.quiet || r->opts.rank ? NULL : stdout;
+    return wk_profiler_start(&po);
+}
+
 int64_t wki_runner_engine_epochs(const wk_runner *r)
 {
     int64_t L = r->state.epoch_length;
@@ -607,12 +651,20 @@ int wk_runner_run(wk_runner *r)
     }
     int64_t L = r->state.epoch_length;
     int64_t engine_epochs = wki_runner_engine_epochs(r);
+    if (!o->quiet && !r->logger && !wk_runner_attach_logger(r, NULL)) return -1;
+    if (o->profiler.enabled && start_profiler(r)) return -1;
     r->running = true;
     r->completed = false;
     r->failure_shared = false;
     r->data_time_seen = wk_engine_get_state(r->engine)->time_data;
     int rc = wk_engine_run(r->engine, &r->train_source, engine_epochs, -1, L);
     r->running = false;
+    if (wk_profiler_is_running()) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", wk_last_error());
+        if (wk_profiler_stop() && !rc) rc = -1;
+        else wk_set_error("%s", msg);
+    }
     if (!rc && !r->completed) {
         /* An EXCEPTION_RAISED handler took an error: the run still failed. */
         wk_set_error("%s", wk_engine_get_state(r->engine)->error);
@@ -620,8 +672,15 @@ int wk_runner_run(wk_runner *r)
     }
     if (rc && r->stop_reason == WK_STOP_NONE) r->stop_reason = WK_STOP_ERROR;
     r->state.stop_reason = r->stop_reason;
-    if (rc) wki_runner_report_failure(r);
-    if (rc) return -1;
+    if (rc) {
+        wki_runner_report_failure(r);
+        /* on_train_end at every end: here for failures (COMPLETED did not fire). */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", wk_last_error());
+        wki_runner_fire(r, HOOK_TRAIN_END);
+        wk_set_error("%s", msg);
+        return -1;
+    }
     if (r->stop_reason == WK_STOP_SIGNAL) {
         wk_set_error("runner: interrupted by a signal at step %lld; resume with resume "
                      "\"auto\" (--resume)",

@@ -59,8 +59,10 @@ typedef struct {
     int64_t patience;       /* early stopping only: evaluations without improvement, >= 1 */
 } wk_runner_watch;
 
-/* The profiler window (torch.profiler.schedule): steps skipped, warmed up, recorded;
- * repeat cycles (0 = forever). */
+/* The profiler window (torch.profiler.schedule) in optimizer steps: skipped, warmed up,
+ * recorded; repeat cycles (0 = until the end). Enabled with all four 0: the default
+ * window (WK_PROFILER_SCHEDULE_DEFAULT: wait 1, warmup 1, active 5, repeat 1). Outputs
+ * (trace.json, profile.txt) go to the logger's run folder, else work_dir. */
 typedef struct {
     bool enabled;
     int64_t wait, warmup, active, repeat;
@@ -98,7 +100,7 @@ typedef struct {
     double bucket_mb;           /* 25: DDP gradient bucket size in MiB */
     wk_runner_profile profiler; /* off */
     const char *config_json;    /* the merged config, saved into every checkpoint; NULL: {} */
-    bool quiet;                 /* no default logger hook (tests) */
+    bool quiet;                 /* no default logger hook, no profiler table on stdout */
 } wk_runner_opts;
 
 /* The defaults of docs/RUNNER.md. */

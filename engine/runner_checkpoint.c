@@ -10,6 +10,7 @@
 
 #include "../nn/norm.h"
 #include "../nn/state_dict.h"
+#include "../tensor/profiler.h"
 #include "../tensor/random.h"
 #include "checkpoint.h"
 #include "runner-impl.h"
@@ -180,7 +181,17 @@ static void prune(wk_runner *r)
     free(names);
 }
 
+static int save(wk_runner *r, const char *kind);
+
 int wki_runner_save(wk_runner *r, const char *kind)
+{
+    wk_profiler_phase_begin("checkpoint");
+    int rc = save(r, kind);
+    wk_profiler_phase_end();
+    return rc;
+}
+
+static int save(wk_runner *r, const char *kind)
 {
     wk_runner_state *s = &r->state;
     if (!wki_runner_is_main(r)) return 0; /* rank 0 writes; every rank holds the same state */

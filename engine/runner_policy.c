@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../optim/ema.h"
+#include "../tensor/profiler.h"
 #include "runner-impl.h"
 
 static bool can_evaluate(const wk_runner *r)
@@ -21,7 +22,17 @@ static int eval_stage(wk_runner *r, wk_loader *loader, const char *prefix)
     return wk_evaluator_run(r->parts.evaluator, r->parts.model, &src, prefix, &r->metrics);
 }
 
+static int evaluate(wk_runner *r);
+
 int wki_runner_evaluate(wk_runner *r)
+{
+    wk_profiler_phase_begin("eval");
+    int rc = evaluate(r);
+    wk_profiler_phase_end();
+    return rc;
+}
+
+static int evaluate(wk_runner *r)
 {
     if (wki_runner_fire_event(r, RUNNER_EV_EVAL_STARTED)) return -1;
     r->metrics.count = 0;
@@ -163,7 +174,8 @@ static int on_iteration_completed(wk_engine *e, void *user)
     }
     /* The epoch's last micro-batch: the boundary comes after on_epoch_end. */
     if (s->iter_in_epoch == L) return 0;
-    return boundary(r);
+    if (boundary(r)) return -1;
+    return window_end ? wk_profiler_step() : 0;
 }
 
 static int on_epoch_completed(wk_engine *e, void *user)
@@ -183,7 +195,8 @@ static int on_epoch_completed(wk_engine *e, void *user)
     if (o->run_mode == WK_RUN_EPOCH && o->eval_interval > 0 && s->epoch % o->eval_interval == 0 &&
         can_evaluate(r))
         r->pending_eval = true;
-    return boundary(r);
+    if (boundary(r)) return -1;
+    return wk_profiler_step(); /* the epoch's last window ends here */
 }
 
 static int on_completed(wk_engine *e, void *user)

@@ -7,6 +7,7 @@
 #include "../autograd/autograd.h"
 #include "../optim/clip.h"
 #include "../tensor/elementwise.h"
+#include "../tensor/profiler.h"
 #include "runner-impl.h"
 
 static double now(void)
@@ -54,7 +55,9 @@ static int update(wk_runner *r)
     wk_runner_state *s = &r->state;
     if (r->ddp) {
         /* Agrees on failure first: a rank that failed elsewhere ends every rank here. */
+        wk_profiler_phase_begin("all-reduce");
         int a = wk_ddp_allreduce_grads(r->ddp, true);
+        wk_profiler_phase_end();
         if (a != 1) {
             r->failure_shared = true;
             return -2;
@@ -66,7 +69,9 @@ static int update(wk_runner *r)
             r->window_bad = any;
         }
     }
+    wk_profiler_phase_begin("clip");
     double norm = clip(r);
+    wk_profiler_phase_end();
     if (norm == -2) return -1;
     s->grad_norm = norm;
     bool bad = r->window_bad || isinf(norm) || (isnan(norm) && o->clip_max_norm > 0);
@@ -88,15 +93,27 @@ static int update(wk_runner *r)
         wk_optimizer_zero_grad(r->parts.optimizer);
         return 0;
     }
-    if (wk_optimizer_step(r->parts.optimizer)) return -1;
-    wk_optimizer_zero_grad(r->parts.optimizer);
+    wk_profiler_phase_begin("optimizer");
+    int rc = wk_optimizer_step(r->parts.optimizer);
+    if (!rc) wk_optimizer_zero_grad(r->parts.optimizer);
+    wk_profiler_phase_end();
+    if (rc) return -1;
     s->global_step++;
-    if (r->ema && wk_ema_update(r->ema)) return -1;
+    if (r->ema) {
+        wk_profiler_phase_begin("EMA");
+        rc = wk_ema_update(r->ema);
+        wk_profiler_phase_end();
+        if (rc) return -1;
+    }
     /* Per-step schedulers (also qWarmupScheduler with step_on valid_end, which counts its
      * warmup per update); per-epoch and per-evaluation ones step in the policy. */
     wk_scheduler *sched = r->parts.scheduler;
-    if (sched && wk_scheduler_unit(sched) == WK_SCHED_PER_STEP && wk_scheduler_step(sched))
-        return -1;
+    if (sched && wk_scheduler_unit(sched) == WK_SCHED_PER_STEP) {
+        wk_profiler_phase_begin("scheduler");
+        rc = wk_scheduler_step(sched);
+        wk_profiler_phase_end();
+        if (rc) return -1;
+    }
     return 1;
 }
 
@@ -120,8 +137,10 @@ wk_engine_output *wki_runner_step(wk_engine *e, const struct wk_batch *batch, vo
     wk_model *model = r->parts.model;
     wk_module_train(model->module, true);
     wk_model_output out;
-    if (wk_model_forward(model, batch, WK_MODE_LOSS, &out)) goto fail;
-    wk_tensor *loss = wk_model_total_loss(&out);
+    wk_profiler_phase_begin("forward");
+    wk_tensor *loss = wk_model_forward(model, batch, WK_MODE_LOSS, &out) ? NULL
+                                                                          : wk_model_total_loss(&out);
+    wk_profiler_phase_end();
     if (!loss) goto fail;
     double value = wk_item(loss);
     s->loss = value;
@@ -140,8 +159,11 @@ wk_engine_output *wki_runner_step(wk_engine *e, const struct wk_batch *batch, vo
         }
         r->window_bad = true;
     } else {
+        wk_profiler_phase_begin("backward");
         wk_tensor *scaled = k > 1 ? wk_mul_scalar(loss, 1.0 / (double)k) : loss;
-        if (!scaled || wk_backward(scaled)) goto fail;
+        int bad = !scaled || wk_backward(scaled);
+        wk_profiler_phase_end();
+        if (bad) goto fail;
     }
     if (window_end) {
         int u = update(r);

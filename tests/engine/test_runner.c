@@ -1069,3 +1069,154 @@ Test(runner, world_one_distributed_matches_plain)
     cr_assert_eq(na, nb);
     cr_assert_eq(memcmp(a, b, (size_t)na * sizeof *a), 0);
 }
+
+/* ---- profiler and logger wiring ---- */
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc((size_t)n + 1, 1);
+    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return s;
+}
+
+static int count_substr(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+Test(runner, profiler_on_writes_trace_and_table_off_writes_nothing)
+{
+    for (int on = 0; on < 2; on++) {
+        char *dir = tmp_dir();
+        fx_opts fo = fx_defaults();
+        fx_parts fx;
+        cr_assert_eq(fx_build(&fx, &fo), 0, "%s", wk_last_error());
+        wk_runner_opts o = wk_runner_opts_default();
+        o.max_epochs = 1;
+        o.use_ema = true;
+        o.work_dir = dir;
+        o.quiet = true;
+        o.profiler = (wk_runner_profile){.enabled = on, .wait = 1, .warmup = 1, .active = 3,
+                                         .repeat = 1};
+        cr_assert_eq(run_with(&fx, &o, NULL, NULL), 0, "%s", wk_last_error());
+        char p[512];
+        snprintf(p, sizeof p, "%s/trace.json", dir);
+        char *trace = read_all(p);
+        snprintf(p, sizeof p, "%s/profile.txt", dir);
+        char *table = read_all(p);
+        if (!on) {
+            cr_assert_null(trace, "profiling off wrote trace.json");
+            cr_assert_null(table, "profiling off wrote profile.txt");
+        } else {
+            cr_assert_not_null(trace);
+            cr_assert_not_null(table);
+            cJSON *j = cJSON_Parse(trace);
+            cr_assert_not_null(j, "trace.json does not parse");
+            cJSON_Delete(j);
+            cr_assert_eq(count_substr(trace, "\"ProfilerStep#"), 3, "expected 3 kept steps");
+            const char *phases[] = {"data", "forward", "backward", "clip", "optimizer", "EMA",
+                                    "hooks"};
+            for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
+                char needle[64];
+                snprintf(needle, sizeof needle, "\"phase:%s\"", phases[i]);
+                cr_assert(strstr(trace, needle), "no %s phase in the trace", phases[i]);
+            }
+            cr_assert(strstr(trace, "\"linear\""), "no op span in the trace");
+            cr_assert(strstr(table, "linear"), "%s", table);
+        }
+        free(trace);
+        free(table);
+        fx_free(&fx);
+        rm_rf(dir);
+    }
+}
+
+Test(runner, logger_hook_writes_lines_scalars_and_tensorboard)
+{
+    char *dir = tmp_dir();
+    fx_opts fo = fx_defaults();
+    fx_parts fx;
+    cr_assert_eq(fx_build(&fx, &fo), 0, "%s", wk_last_error());
+    wk_runner_opts o = wk_runner_opts_default();
+    o.max_epochs = 2;
+    o.log_interval = 4;
+    o.save_interval = 5;
+    o.clip_max_norm = 10;
+    o.work_dir = dir;
+    wk_runner_parts parts = fx_runner_parts(&fx);
+    wk_runner *r = wk_runner_new(&parts, &o);
+    cr_assert_not_null(r, "%s", wk_last_error());
+    char cpath[512];
+    snprintf(cpath, sizeof cpath, "%s/console.txt", dir);
+    FILE *console = fopen(cpath, "w");
+    wk_logger *lg = wk_runner_attach_logger(r, &(wk_logger_opts){.console = console,
+                                                                .tensorboard = true,
+                                                                .progress = WK_LOG_PROGRESS_OFF});
+    cr_assert_not_null(lg, "%s", wk_last_error());
+    cr_assert_eq(wk_runner_logger(r), lg);
+    char run_dir[512];
+    snprintf(run_dir, sizeof run_dir, "%s", wk_logger_run_dir(lg));
+    cr_assert_eq(wk_runner_run(r), 0, "%s", wk_last_error());
+    wk_runner_free(r);
+    fclose(console);
+    char *text = read_all(cpath);
+    cr_assert(strstr(text, "Epoch(train) [1][4/8]  lr: 5.0000e-02  eta: "), "%s", text);
+    cr_assert(strstr(text, "Epoch(train) [2][8/8]"), "%s", text);
+    cr_assert(strstr(text, "grad_norm: "), "%s", text);
+    cr_assert(strstr(text, "Epoch(val) [1][1/1]  accuracy: "), "%s", text);
+    cr_assert(strstr(text, "Saved checkpoint: ") && strstr(text, "step_00000005.safetensors"),
+              "%s", text);
+    cr_assert(strstr(text, "(best val/accuracy "), "%s", text);
+    free(text);
+    char p[600];
+    snprintf(p, sizeof p, "%s/scalars.jsonl", run_dir);
+    char *lines = read_all(p);
+    cr_assert_not_null(lines, "no %s", p);
+    int train = 0, eval = 0, ckpt = 0, end = 0;
+    for (char *line = strtok(lines, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        cr_assert_not_null(j, "bad line %s", line);
+        const char *ev = cJSON_GetObjectItem(j, "event")->valuestring;
+        cr_assert(cJSON_HasObjectItem(j, "step") && cJSON_HasObjectItem(j, "epoch"), "%s", line);
+        if (!strcmp(ev, "train")) {
+            train++;
+            cr_assert(cJSON_HasObjectItem(j, "train/loss") && cJSON_HasObjectItem(j, "lr") &&
+                          cJSON_HasObjectItem(j, "grad_norm") && cJSON_HasObjectItem(j, "time"),
+                      "%s", line);
+        } else if (!strcmp(ev, "eval")) {
+            eval++;
+            cr_assert(cJSON_HasObjectItem(j, "val/accuracy") && cJSON_HasObjectItem(j, "val/loss"),
+                      "%s", line);
+        } else if (!strcmp(ev, "checkpoint")) {
+            ckpt++;
+        } else if (!strcmp(ev, "end")) {
+            end++;
+            cr_assert_str_eq(cJSON_GetObjectItem(j, "reason")->valuestring, "max_epochs");
+            cr_assert_eq(cJSON_GetObjectItem(j, "step")->valueint, 16);
+        }
+        cJSON_Delete(j);
+    }
+    cr_assert_eq(train, 4);
+    cr_assert_eq(eval, 2);
+    cr_assert(ckpt >= 5, "%d checkpoint records (3 regular, best, last)", ckpt);
+    cr_assert_eq(end, 1);
+    free(lines);
+    snprintf(p, sizeof p, "%s/tb", run_dir);
+    DIR *d = opendir(p);
+    cr_assert_not_null(d, "no tb folder");
+    int events = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) events += !strncmp(e->d_name, "events.out.tfevents.", 20);
+    closedir(d);
+    cr_assert_eq(events, 1);
+    fx_free(&fx);
+    rm_rf(dir);
+}
