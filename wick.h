@@ -49,6 +49,7 @@
 #include "engine/plot.h"
 #include "engine/config.h"
 #include "engine/registry.h"
+#include "engine/runner_config.h"
 #include "engine/profiler_handler.h"
 
 #endif

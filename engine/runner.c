@@ -443,7 +443,10 @@ wk_runner *wk_runner_new(const wk_runner_parts *parts, const wk_runner_opts *opt
         wk_ddp_opts dopts = {.bucket_bytes = (int64_t)(o->bucket_mb * 1048576.0)};
         r->ddp = wk_ddp_new_module(r->comm, parts->model->module, &dopts);
         if (!r->ddp) goto fail;
-        if (parts->evaluator) wk_evaluator_set_reduce(parts->evaluator, wk_dist_metric_reduce, r->comm);
+        if (parts->evaluator)
+            wk_evaluator_set_reduce(parts->evaluator, wk_dist_metric_reduce, r->comm);
+        if (parts->test_evaluator)
+            wk_evaluator_set_reduce(parts->test_evaluator, wk_dist_metric_reduce, r->comm);
     }
     r->engine = wk_engine_new(wki_runner_step, r);
     if (!r->engine) goto fail;

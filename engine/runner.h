@@ -115,6 +115,7 @@ typedef struct {
     wk_loader *val_loader;      /* optional */
     wk_loader *test_loader;     /* optional */
     wk_evaluator *evaluator;    /* required with a val or test loader */
+    wk_evaluator *test_evaluator; /* optional: for the test loader (default: evaluator) */
 } wk_runner_parts;
 
 typedef struct wk_runner wk_runner;

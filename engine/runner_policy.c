@@ -14,12 +14,19 @@ static bool can_evaluate(const wk_runner *r)
     return r->parts.evaluator && (r->parts.val_loader || r->parts.test_loader);
 }
 
+static wk_evaluator *evaluator_for(const wk_runner *r, const wk_loader *loader)
+{
+    if (loader == r->parts.test_loader && r->parts.test_evaluator) return r->parts.test_evaluator;
+    return r->parts.evaluator;
+}
+
 /* One stage (val or test) of one model (raw or EMA) into r->metrics. */
 static int eval_stage(wk_runner *r, wk_loader *loader, const char *prefix)
 {
     if (!loader) return 0;
     wk_data_source src = wk_loader_source(loader);
-    return wk_evaluator_run(r->parts.evaluator, r->parts.model, &src, prefix, &r->metrics);
+    return wk_evaluator_run(evaluator_for(r, loader), r->parts.model, &src, prefix,
+                            &r->metrics);
 }
 
 static int evaluate(wk_runner *r);
@@ -63,7 +70,8 @@ int wki_runner_metric_names(wk_runner *r, wk_metric_results *names)
                                    r->parts.val_loader, r->parts.test_loader};
     int n = r->opts.use_ema ? 4 : 2;
     for (int i = 0; i < n; i++)
-        if (loaders[i] && wk_evaluator_metric_names(r->parts.evaluator, stages[i], names))
+        if (loaders[i] && wk_evaluator_metric_names(evaluator_for(r, loaders[i]), stages[i],
+                                                     names))
             return -1;
     return 0;
 }
