@@ -1220,3 +1220,50 @@ Test(runner, logger_hook_writes_lines_scalars_and_tensorboard)
     fx_free(&fx);
     rm_rf(dir);
 }
+
+/* ---- schedulers stepped on evaluations ---- */
+
+Test(runner, plateau_and_valid_end_schedulers_step_on_the_target_metric)
+{
+    static const double script[] = {1, 2, 3, 0.5};
+    for (int variant = 0; variant < 2; variant++) {
+        char *dir = tmp_dir();
+        fx_opts fo = fx_defaults();
+        fx_parts fx;
+        cr_assert_eq(fx_build(&fx, &fo), 0, "%s", wk_last_error());
+        wk_evaluator_free(fx.ev);
+        script_cfg sc = {script, 4, 0};
+        fx.ev = scripted(&sc);
+        wk_plateau_opts po = wk_plateau_opts_default();
+        po.patience = 0;
+        po.factor = 0.5;
+        wk_scheduler *plateau = wk_plateau_new(fx.opt, &po);
+        if (variant == 1) {
+            /* qWarmupScheduler(step_on valid_end) around it: 2 warmup updates first */
+            wk_qwarmup_opts w = wk_qwarmup_opts_default();
+            w.warmup_steps = 2;
+            w.step_on = "valid_end";
+            plateau = wk_qwarmup_new(plateau, &w);
+        }
+        cr_assert_not_null(plateau, "%s", wk_last_error());
+        fx.sched = plateau;
+        wk_runner_opts o = wk_runner_opts_default();
+        o.run_mode = WK_RUN_STEP;
+        o.max_steps = 12;
+        o.eval_interval = 3;
+        o.best = (wk_runner_watch){.target = "val/score", .mode = "min"};
+        o.work_dir = dir;
+        o.quiet = true;
+        wk_runner_parts parts = fx_runner_parts(&fx);
+        wk_runner *r = wk_runner_new(&parts, &o);
+        cr_assert_not_null(r, "%s", wk_last_error());
+        cr_assert_eq(wk_runner_run(r), 0, "%s", wk_last_error());
+        /* scores 1, 2, 3, 0.5: the 2nd and 3rd evaluations do not improve -> lr halved twice */
+        double lr = wk_optimizer_get_lr(fx.opt, 0);
+        cr_assert(fabs(lr - 0.25 * fo.lr) < 1e-12, "variant %d: lr %g, expected %g", variant, lr,
+                  0.25 * fo.lr);
+        wk_runner_free(r);
+        fx_free(&fx);
+        rm_rf(dir);
+    }
+}
