@@ -29,13 +29,6 @@ struct wk_ddp {
     wk_ddp_stats stats;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* FNV-1a, 64 bits */
 static uint64_t fnv(uint64_t h, const void *data, size_t n)
 {
@@ -356,11 +349,11 @@ int wk_ddp_allreduce_grads(wk_ddp *d, bool ok)
         wk_set_error("ddp_allreduce_grads: ddp is NULL");
         return -1;
     }
-    double t0 = now_s();
+    double t0 = wki_now();
     if (ok) ok = prepare_grads(d);
-    double ta = now_s();
+    double ta = wki_now();
     int agreed = wk_dist_agree_ok(d->comm, ok, NULL);
-    d->stats.agree_seconds += now_s() - ta;
+    d->stats.agree_seconds += wki_now() - ta;
     if (agreed != 1) return agreed;
     double comm = 0;
     if (wk_comm_size(d->comm) > 1) {
@@ -370,16 +363,16 @@ int wk_ddp_allreduce_grads(wk_ddp *d, bool ok)
             for (int k = 0; k < bk->count; k++)
                 copy_grad(d->params[bk->idx[k]]->grad, (char *)bk->buf + bk->offset[k] * esz,
                           true);
-            double tc = now_s();
+            double tc = wki_now();
             if (wk_comm_allreduce(d->comm, bk->buf, bk->numel, bk->dtype, WK_COMM_AVG) < 0)
                 return -1;
-            comm += now_s() - tc;
+            comm += wki_now() - tc;
             for (int k = 0; k < bk->count; k++)
                 copy_grad(d->params[bk->idx[k]]->grad, (char *)bk->buf + bk->offset[k] * esz,
                           false);
         }
     }
-    double t = now_s() - t0;
+    double t = wki_now() - t0;
     d->stats.calls++;
     d->stats.seconds += t;
     d->stats.comm_seconds += comm;

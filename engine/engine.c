@@ -48,13 +48,6 @@ static const char *const builtin_names[] = {
 _Static_assert(sizeof builtin_names / sizeof builtin_names[0] == WK_EVENT_BUILTIN_COUNT,
                "one name per built-in event");
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 wk_engine *wk_engine_new(wk_process_fn process, void *user)
 {
     if (!process) {
@@ -416,7 +409,7 @@ static int iterate(wk_engine *e, const wk_data_source *data, int64_t *iter_in_ep
     s->output.count = 0;
     wk_frame_begin();
     int rc = 0;
-    double t0 = now();
+    double t0 = wki_now();
     if (e->last_event != WK_EVENT_DATALOADER_STOP_ITERATION)
         rc = wk_engine_fire(e, WK_EVENT_GET_BATCH_STARTED);
     const struct wk_batch *batch = NULL;
@@ -442,7 +435,7 @@ static int iterate(wk_engine *e, const wk_data_source *data, int64_t *iter_in_ep
         }
         return 0;
     } else {
-        s->time_data += now() - t0;
+        s->time_data += wki_now() - t0;
         s->batch = batch;
         rc = wk_engine_fire(e, WK_EVENT_GET_BATCH_COMPLETED);
         if (!rc) {
@@ -451,10 +444,10 @@ static int iterate(wk_engine *e, const wk_data_source *data, int64_t *iter_in_ep
             rc = wk_engine_fire(e, WK_EVENT_ITERATION_STARTED);
         }
         if (!rc) {
-            double t1 = now();
+            double t1 = wki_now();
             wk_clear_error();
             wk_engine_output *out = e->process(e, batch, e->process_user);
-            s->time_process += now() - t1;
+            s->time_process += wki_now() - t1;
             if (!out) {
                 if (!wk_last_error()[0]) wk_set_error("engine: the process function failed");
                 rc = -1;
@@ -537,16 +530,16 @@ int wk_engine_run(wk_engine *e, const wk_data_source *data, int64_t max_epochs,
     e->running = true;
     e->last_event = -1;
     s->error[0] = '\0';
-    double t0 = now();
+    double t0 = wki_now();
     int rc = wk_engine_fire(e, WK_EVENT_STARTED);
     while (!rc && !is_done(e) && !e->should_terminate) {
         s->epoch++;
         e->epoch_done = false;
-        double te = now();
+        double te = wki_now();
         rc = wk_engine_fire(e, WK_EVENT_EPOCH_STARTED);
         if (!rc) rc = run_epoch(e, data, resume_at);
         resume_at = 0;
-        s->time_epoch = now() - te;
+        s->time_epoch = wki_now() - te;
         if (rc || e->should_terminate) break;
         if (e->should_terminate_epoch) {
             e->should_terminate_epoch = false;
@@ -556,7 +549,7 @@ int wk_engine_run(wk_engine *e, const wk_data_source *data, int64_t max_epochs,
         e->epoch_done = true;
     }
     if (!rc && e->should_terminate) rc = wk_engine_fire(e, WK_EVENT_TERMINATE);
-    s->time_total += now() - t0;
+    s->time_total += wki_now() - t0;
     if (!rc) rc = wk_engine_fire(e, WK_EVENT_COMPLETED);
     int result = 0;
     if (rc) result = raise_error(e) > 0 ? 0 : -1;

@@ -8,13 +8,6 @@
 #include "../tensor/tensor-impl.h"
 #include "handlers.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- TerminateOnNan ---- */
 
 static int check_nan(wk_engine *e, void *user)
@@ -57,7 +50,7 @@ struct wk_timer {
 static int timer_start(wk_engine *e, void *user)
 {
     (void)e;
-    ((wk_timer *)user)->start = now();
+    ((wk_timer *)user)->start = wki_now();
     return 0;
 }
 
@@ -65,7 +58,7 @@ static int timer_stop(wk_engine *e, void *user)
 {
     (void)e;
     wk_timer *t = user;
-    t->total += now() - t->start;
+    t->total += wki_now() - t->start;
     t->count++;
     return 0;
 }
@@ -120,7 +113,7 @@ static void draw(wk_progress_bar *pb, wk_engine *e, bool final)
     wk_engine_state *s = wk_engine_get_state(e);
     int64_t L = s->epoch_length;
     int64_t i = L > 0 ? (s->iteration - 1) % L + 1 : s->iteration - pb->epoch_first_iter;
-    double el = now() - pb->epoch_start;
+    double el = wki_now() - pb->epoch_start;
     int64_t done = s->iteration - pb->epoch_first_iter;
     double rate = el > 0 ? (double)done / el : 0;
     char eta[32] = "?";
@@ -141,7 +134,7 @@ static void draw(wk_progress_bar *pb, wk_engine *e, bool final)
 static int pb_epoch(wk_engine *e, void *user)
 {
     wk_progress_bar *pb = user;
-    pb->epoch_start = now();
+    pb->epoch_start = wki_now();
     pb->epoch_first_iter = wk_engine_get_state(e)->iteration;
     return 0;
 }
@@ -151,7 +144,7 @@ static int pb_iter(wk_engine *e, void *user)
     wk_progress_bar *pb = user;
     int64_t it = wk_engine_get_state(e)->iteration;
     if (pb->tty) {
-        double t = now();
+        double t = wki_now();
         if (t - pb->last_draw < 0.1) return 0;
         pb->last_draw = t;
         draw(pb, e, false);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../tensor/tensor-impl.h"
 #include "logger_hook.h"
 #include "runner-impl.h"
 
@@ -16,13 +17,6 @@ typedef struct {
     int64_t window;
     double grad_norm;             /* of the last update */
 } logger_hook;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static wk_log_mode mode_of(const wk_runner_state *s)
 {
@@ -47,7 +41,7 @@ static wk_log_train record(const logger_hook *h, const wk_runner_state *s, doubl
     t.global_step = s->global_step;
     t.max_steps = total_steps(s);
     t.lr = s->lr;
-    t.eta_s = wk_log_eta(now() - h->t0, s->global_step - h->step0,
+    t.eta_s = wk_log_eta(wki_now() - h->t0, s->global_step - h->step0,
                          t.max_steps - s->global_step);
     t.time_s = time_s;
     t.data_time_s = data_s;
@@ -61,7 +55,7 @@ static int on_train_begin(wk_runner *r, const wk_runner_state *s, void *u)
 {
     (void)r;
     logger_hook *h = u;
-    h->t0 = now();
+    h->t0 = wki_now();
     h->step0 = s->global_step;
     h->grad_norm = NAN;
     if (s->resumed_from)

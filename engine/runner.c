@@ -554,10 +554,7 @@ int wki_runner_agree(wk_runner *r, bool ok)
 /* Reseed the dropout generators of rank > 0 (rank 0 keeps a single process's masks). */
 static void reseed_dropout(wk_module *m, int rank)
 {
-    wk_generator *g = NULL;
-    if (!strcmp(m->type, "Dropout") || !strcmp(m->type, "MultiheadAttention") ||
-        !strcmp(m->type, "CausalSelfAttention"))
-        g = wk_module_dropout_generator(m);
+    wk_generator *g = wk_module_dropout_generator(m); /* NULL (an error) for other modules */
     if (g) *g = wk_generator_make(wk_generator_split(g, (uint64_t)rank).seed);
     for (int i = 0; i < m->nchildren; i++) reseed_dropout(m->children[i].module, rank);
 }
@@ -576,6 +573,7 @@ static int sync_ranks(wk_runner *r, bool fresh)
     }
     if (wk_ddp_broadcast_module(r->comm, r->parts.model->module, 0)) return -1;
     if (fresh && r->opts.rank > 0) reseed_dropout(r->parts.model->module, r->opts.rank);
+    wk_clear_error();
     return 0;
 }
 

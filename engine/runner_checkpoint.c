@@ -61,16 +61,9 @@ static void walk_modules(wk_module *m, const char *path, module_visit fn, void *
     }
 }
 
-static bool has_dropout_generator(const wk_module *m)
-{
-    return !strcmp(m->type, "Dropout") || !strcmp(m->type, "MultiheadAttention") ||
-           !strcmp(m->type, "CausalSelfAttention");
-}
-
 static void save_dropout(wk_module *m, const char *path, void *user)
 {
-    if (!has_dropout_generator(m)) return;
-    wk_generator *g = wk_module_dropout_generator(m);
+    wk_generator *g = wk_module_dropout_generator(m); /* NULL (an error) for other modules */
     if (g) cJSON_AddItemToObject(user, path, generator_json(g));
 }
 
@@ -83,7 +76,6 @@ typedef struct {
 static void load_dropout(wk_module *m, const char *path, void *user)
 {
     dropout_load *d = user;
-    if (!has_dropout_generator(m)) return;
     wk_generator *g = wk_module_dropout_generator(m);
     wk_generator v;
     if (!g) return;

@@ -4,18 +4,12 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "../tensor/tensor-impl.h"
 #include "../autograd/autograd.h"
 #include "../optim/clip.h"
 #include "../tensor/elementwise.h"
 #include "../tensor/profiler.h"
 #include "runner-impl.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The window the micro-batch i (1-based in an epoch of L) belongs to: windows of A
  * restart with every epoch and the last one is cut short, so both the loss scale and
@@ -123,7 +117,7 @@ wk_engine_output *wki_runner_step(wk_engine *e, const struct wk_batch *batch, vo
     wk_runner_state *s = &r->state;
     const wk_runner_opts *o = &r->opts;
     const wk_engine_state *es = wk_engine_get_state(e);
-    double t0 = now();
+    double t0 = wki_now();
     int64_t L = s->epoch_length;
     s->epoch = es->epoch;
     s->micro_step = es->iteration;
@@ -175,7 +169,7 @@ wk_engine_output *wki_runner_step(wk_engine *e, const struct wk_batch *batch, vo
         s->updated = u == 1;
     }
     s->lr = wk_optimizer_get_lr(r->parts.optimizer, 0);
-    s->iter_time = now() - t0;
+    s->iter_time = wki_now() - t0;
     wk_engine_output_tensor(e, loss);
     return wk_engine_output_scalar(e, "loss", value);
 fail:

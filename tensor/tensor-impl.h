@@ -3,6 +3,7 @@
 #ifndef WK_TENSOR_IMPL_H
 #define WK_TENSOR_IMPL_H
 
+#include <time.h>
 #include <stdatomic.h>
 
 #include "tensor.h"
@@ -86,5 +87,13 @@ bool wki_require_cpu(const char *op, const wk_tensor *t);
 
 /* Threads for a loop over `work` elements, at least one per `grain` elements. */
 int wki_threads_for(int64_t work, int64_t grain);
+
+/* Seconds on the monotonic clock (for timings, never for results). */
+static inline double wki_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 #endif
