@@ -6,10 +6,12 @@
 #include "cli.h"
 
 static const char config_help[] =
-    "usage: wick config CONFIG [--set KEY=VALUE ...]\n"
+    "usage: wick config CONFIG [--set KEY=VALUE ...] [--work-dir D] [--resume [auto|PATH]]\n"
+    "                   [--load-from PATH] [--seed N]\n"
     "\n"
-    "Print the config after _base_ inheritance and the --set overrides, as training\n"
-    "would use it (and as it is saved into the work dir and every checkpoint).\n";
+    "Print the config after _base_ inheritance and the --set overrides (and the options of\n"
+    "wick train that are overrides too), as training would use it and save it into the\n"
+    "work dir and every checkpoint.\n";
 
 int cli_config(int argc, char **argv)
 {
@@ -41,6 +43,8 @@ int cli_plot(int argc, char **argv)
         fputs(plot_help, argc == 2 ? stdout : stderr);
         return argc == 2 ? CLI_OK : CLI_USAGE;
     }
+    int code = cli_check_path("plot", "WORK_DIR", argv[1]);
+    if (code) return code;
     char *png = NULL, *svg = NULL;
     if (wk_plot_work_dir(argv[1], NULL, &png, &svg))
         return cli_error("plot", CLI_FAIL, "%s", wk_last_error());

@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -87,29 +86,32 @@ int cli_train(int argc, char **argv)
     if (c.threads) wk_set_num_threads(c.threads);
     wk_config *cfg = cli_load_config("train", &c, &code);
     if (!cfg) return code;
-    wk_run *run = wk_run_from_config(cfg);
+    wk_run *run = cli_build_run("train", cfg, &code);
     if (!run) {
-        code = wk_config_error_count(cfg) > 0 || strstr(wk_last_error(), "configuration error")
-                   ? CLI_USAGE
-                   : CLI_FAIL;
-        cli_error("train", code, "%s", wk_last_error());
         wk_config_free(cfg);
         return code;
     }
     const wk_runner_opts *o = &run->opts;
     bool distributed = o->distributed;
     wk_logger *lg = NULL;
-    if (!c.quiet) {
-        lg = wk_runner_attach_logger(run->runner,
-                                     &(wk_logger_opts){.tensorboard = true,
-                                                       .progress = WK_LOG_PROGRESS_AUTO});
-        if (!lg) {
-            code = cli_error("train", CLI_FAIL, "%s", wk_last_error());
-            goto done;
-        }
+    /* Checkpoint paths the config or the command line names must exist (main.c: exit 2);
+     * "auto" finds its own or starts from scratch. */
+    if (o->resume && strcmp(o->resume, "auto") &&
+        (code = cli_check_path("train", "runner.resume (--resume)", o->resume)))
+        goto done;
+    if (!o->resume && o->load_from &&
+        (code = cli_check_path("train", "runner.load_from (--load-from)", o->load_from)))
+        goto done;
+    /* Always a logger, so that run.log and scalars.jsonl exist; --quiet only silences
+     * the console (without one the Runner would attach a loud default logger). */
+    lg = wk_runner_attach_logger(run->runner,
+                                 &(wk_logger_opts){.tensorboard = true, .quiet = c.quiet,
+                                                   .progress = WK_LOG_PROGRESS_AUTO});
+    if (!lg) {
+        code = cli_error("train", CLI_FAIL, "%s", wk_last_error());
+        goto done;
     }
     if (o->rank == 0) {
-        mkdir(o->work_dir, 0777);
         save_config(o->work_dir, run->config_text);
         save_config(wk_logger_run_dir(lg), run->config_text);
     }
