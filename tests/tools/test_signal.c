@@ -1,0 +1,2 @@
+#include "run.h"
+Test(stub, nothing) {}
