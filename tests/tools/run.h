@@ -111,7 +111,7 @@ static inline void cli_write_file(const char *path, const void *data, size_t n)
 /* "dir/name" into a static buffer of 8 (callers keep at most 8 paths alive at once). */
 static inline const char *cli_path(const char *dir, const char *name)
 {
-    static char bufs[8][4200];
+    static char bufs[8][8192];
     static int next;
     char *b = bufs[next++ % 8];
     snprintf(b, sizeof bufs[0], "%s/%s", dir, name);

@@ -47,5 +47,8 @@ wk_run *cli_build_run(const char *cmd, wk_config *cfg, int *code);
 /* 0 when path can be read; else CLI_USAGE after printing "<what>: cannot read <path>:
  * <reason>" (a missing file named by the user is a usage error, main.c). */
 int cli_check_path(const char *cmd, const char *what, const char *path);
+/* wk_checkpoint_open, or CLI_FAIL after printing why (saying so when the file is
+ * shorter than its header describes: truncated). */
+int cli_open_checkpoint(const char *cmd, const char *path, wk_checkpoint *ck);
 
 #endif

@@ -93,10 +93,7 @@ int cli_eval(int argc, char **argv)
         goto done;
     }
     wk_checkpoint ck;
-    if (wk_checkpoint_open(c.checkpoint, &ck)) {
-        cli_error("eval", CLI_FAIL, "%s", wk_last_error());
-        goto done;
-    }
+    if (cli_open_checkpoint("eval", c.checkpoint, &ck)) goto done;
     if (load_weights(run->model->module, &ck, &c)) {
         wk_checkpoint_close(&ck);
         goto done;

@@ -63,6 +63,15 @@ done:
     fclose(f);
 }
 
+int cli_open_checkpoint(const char *cmd, const char *path, wk_checkpoint *ck)
+{
+    if (!wk_checkpoint_open(path, ck)) return 0;
+    char msg[1024], why[160];
+    snprintf(msg, sizeof msg, "%s", wk_last_error());
+    truncation(path, why, sizeof why);
+    return cli_error(cmd, CLI_FAIL, "%s%s", msg, why);
+}
+
 int cli_inspect(int argc, char **argv)
 {
     if (argc != 2 || cli_is_help(argv[1])) {
@@ -72,12 +81,7 @@ int cli_inspect(int argc, char **argv)
     int code = cli_check_path("inspect", "CHECKPOINT", argv[1]);
     if (code) return code;
     wk_checkpoint ck;
-    if (wk_checkpoint_open(argv[1], &ck)) {
-        char msg[1024], why[160];
-        snprintf(msg, sizeof msg, "%s", wk_last_error());
-        truncation(argv[1], why, sizeof why);
-        return cli_error("inspect", CLI_FAIL, "%s%s", msg, why);
-    }
+    if ((code = cli_open_checkpoint("inspect", argv[1], &ck))) return code;
     const char *ver = wk_safetensors_meta(&ck.st, "wick_version");
     const char *crc = wk_safetensors_meta(&ck.st, "crc32");
     printf("%s: %s (wick %s), CRC-32 %s verified, global step %lld\n", argv[1],
