@@ -76,6 +76,7 @@ Test(usage, errors_exit_2_and_name_the_problem)
          {"runner.resume", "gone.safetensors", "No such file"}},
         {{"train", "tiny.json", "--load-from", "gone.safetensors"},
          {"runner.load_from", "gone.safetensors", "No such file"}},
+        {{"train", "tiny.json", "--quiet=yes"}, {"--quiet takes no value"}},
         {{"eval", "tiny.json"}, {"wick eval: --checkpoint PATH is required"}},
         {{"eval", "tiny.json", "--checkpoint"}, {"--checkpoint needs a value"}},
         {{"eval", "tiny.json", "--checkpoint", "gone.safetensors"},

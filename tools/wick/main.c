@@ -116,6 +116,8 @@ int cli_parse(const char *cmd, int argc, char **argv, const char *allowed, cli_c
             if (add_set(cmd, c, "runner.resume=%s", v)) return CLI_USAGE;
             continue;
         }
+        if ((!strcmp(name, "--ema") || !strcmp(name, "--quiet")) && a[len] == '=')
+            return cli_error(cmd, CLI_USAGE, "%s takes no value", name);
         if (!strcmp(name, "--ema")) {
             c->ema = true;
             continue;

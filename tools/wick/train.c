@@ -15,15 +15,20 @@ static const char help[] =
     "Train the model CONFIG describes (docs/RUNNER.md). Logs, scalars.jsonl and TensorBoard\n"
     "files go to WORK_DIR/<timestamp>/, checkpoints to WORK_DIR/checkpoints/.\n"
     "\n"
-    "  --set KEY=VALUE     override a config key (repeatable): optimizer.lr=0.01,\n"
-    "                      runner.max_epochs=3, train_dataloader.batch_size=64 ...\n"
-    "  --work-dir DIR      runner.work_dir (default work_dirs/<config name>)\n"
-    "  --resume [auto|PATH] continue exactly from the newest valid checkpoint or PATH\n"
-    "  --load-from PATH    start from the weights of a checkpoint or safetensors file\n"
-    "  --seed N            runner.seed\n"
-    "  --threads N         OpenMP/OpenBLAS threads (default: WK_NUM_THREADS or all cores)\n"
-    "  --launcher mpi      data parallel over the ranks of mpirun/srun (runner.distributed)\n"
-    "  --quiet             no console output\n";
+    "  --set KEY=VALUE       override a config key (repeatable): optimizer.lr=0.01,\n"
+    "                        runner.max_epochs=3, train_dataloader.batch_size=64 ...\n"
+    "  --work-dir DIR        runner.work_dir (default work_dirs/<config name>)\n"
+    "  --resume [auto|PATH]  continue exactly from the newest valid checkpoint or PATH\n"
+    "  --load-from PATH      start from the weights of a checkpoint or safetensors file\n"
+    "  --seed N              runner.seed\n"
+    "  --threads N           OpenMP/OpenBLAS threads (default: WK_NUM_THREADS or all cores)\n"
+    "  --launcher mpi        data parallel over the ranks of mpirun/srun\n"
+    "                        (runner.distributed)\n"
+    "  --quiet               no console output (run.log and scalars.jsonl are written)\n"
+    "\n"
+    "Ctrl-C (SIGINT/SIGTERM) finishes the current step, writes checkpoints/last.safetensors\n"
+    "and exits 130 (--resume continues from it); a second Ctrl-C exits at once.\n"
+    "Exit codes: 0 ok, 1 training failed, 2 bad arguments or config, 130 interrupted.\n";
 
 static wk_runner *volatile g_runner;
 static volatile sig_atomic_t g_signals;
