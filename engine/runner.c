@@ -123,6 +123,11 @@ static int dispatch_handler(wk_engine *e, void *user)
         r->state.iter_in_epoch = es->iteration - (es->epoch - 1) * r->state.epoch_length + 1;
     } else if (d->slot == HOOK_EPOCH_BEGIN) {
         r->state.iter_in_epoch = es->iteration - (es->epoch - 1) * r->state.epoch_length;
+    } else if (d->slot == HOOK_TRAIN_BEGIN && r->state.epoch_length > 0 &&
+               es->iteration % r->state.epoch_length) {
+        /* Resumed inside an epoch: until EPOCH_STARTED the engine counts the completed
+         * epochs; hooks see the epoch being run (1-based, docs/RUNNER.md "Counting"). */
+        r->state.epoch = es->epoch + 1;
     }
     return wki_runner_fire(r, d->slot);
 }

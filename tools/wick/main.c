@@ -7,12 +7,27 @@
  *   wick config CONFIG [--set k=v ...]
  *   wick plot WORK_DIR
  *
- * Exit codes: 0 ok, 1 runtime failure, 2 usage error (bad arguments or a broken
- * config), 130 interrupted (SIGINT/SIGTERM; a resumable checkpoint was written). */
+ * Exit codes:
+ *   0    ok.
+ *   1    a runtime failure: training failed (NaN stop, a hook's error, a write that
+ *        failed), or a file that exists is damaged or does not hold what is asked (a
+ *        checkpoint whose CRC or size is wrong, weights that do not fit the model, no EMA
+ *        weights for --ema), or a work dir holds nothing to plot.
+ *   2    a usage error, found before anything runs: bad arguments, or a config that
+ *        cannot be used (a missing or unreadable config or _base_ file, invalid JSON, an
+ *        unknown section, type or key, a wrong type or value, runner keys the Runner
+ *        rejects such as an early-stop target no evaluation produces), or a path named on
+ *        the command line or in the config that does not exist or cannot be read (a data
+ *        folder, --resume/--load-from/--checkpoint files, inspect's CHECKPOINT, plot's
+ *        WORK_DIR). A missing file is always 2, with its name in the message.
+ *   130  interrupted by SIGINT/SIGTERM: the current step was finished and a resumable
+ *        `last` checkpoint written (a second signal exits at once, also with 130). */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -62,8 +77,9 @@ static const char *value_of(int argc, char **argv, int *i, const char *arg, cons
 static int add_set(const char *cmd, cli_common *c, const char *fmt, const char *v)
 {
     if (c->nsets == 64) return cli_error(cmd, CLI_USAGE, "too many --set options (at most 64)");
-    static char buf[64][1024];
-    snprintf(buf[c->nsets], sizeof buf[0], fmt, v);
+    static char buf[64][4200];
+    if (snprintf(buf[c->nsets], sizeof buf[0], fmt, v) >= (int)sizeof buf[0])
+        return cli_error(cmd, CLI_USAGE, "option value too long (%zu characters)", strlen(v));
     c->sets[c->nsets] = buf[c->nsets];
     c->nsets++;
     return 0;
@@ -87,15 +103,21 @@ int cli_parse(const char *cmd, int argc, char **argv, const char *allowed, cli_c
         if (!allowed_opt(allowed, name))
             return cli_error(cmd, CLI_USAGE, "unknown option %s (see wick %s --help)", name, cmd);
         if (!strcmp(name, "--resume")) {
-            /* --resume, --resume auto, --resume PATH, --resume=PATH */
+            /* --resume, --resume auto, --resume PATH, --resume=PATH. The value is optional:
+             * the next argument is taken when it is "auto", a .safetensors file, or any
+             * non-option once CONFIG has been seen. */
             const char *v = "auto";
             if (a[len] == '=') v = a + len + 1;
             else if (i + 1 < argc && argv[i + 1][0] != '-' &&
-                     (!strcmp(argv[i + 1], "auto") || strstr(argv[i + 1], ".safetensors")))
+                     (c->config || !strcmp(argv[i + 1], "auto") ||
+                      strstr(argv[i + 1], ".safetensors")))
                 v = argv[++i];
+            if (!*v) return cli_error(cmd, CLI_USAGE, "--resume=: expected auto or a path");
             if (add_set(cmd, c, "runner.resume=%s", v)) return CLI_USAGE;
             continue;
         }
+        if ((!strcmp(name, "--ema") || !strcmp(name, "--quiet")) && a[len] == '=')
+            return cli_error(cmd, CLI_USAGE, "%s takes no value", name);
         if (!strcmp(name, "--ema")) {
             c->ema = true;
             continue;
@@ -111,7 +133,9 @@ int cli_parse(const char *cmd, int argc, char **argv, const char *allowed, cli_c
             if (!strchr(v, '='))
                 return cli_error(cmd, CLI_USAGE, "--set %s: expected key=value (e.g. "
                                                  "optimizer.lr=0.01)", v);
-            rc = add_set(cmd, c, "%s", v);
+            if (c->nsets == 64)
+                return cli_error(cmd, CLI_USAGE, "too many --set options (at most 64)");
+            c->sets[c->nsets++] = v; /* argv outlives the command: no copy, no length cap */
         } else if (!strcmp(name, "--work-dir")) {
             rc = add_set(cmd, c, "runner.work_dir=%s", v);
         } else if (!strcmp(name, "--load-from")) {
@@ -119,13 +143,15 @@ int cli_parse(const char *cmd, int argc, char **argv, const char *allowed, cli_c
         } else if (!strcmp(name, "--seed")) {
             char *end;
             long long s = strtoll(v, &end, 10);
-            if (*end || s < 0) return cli_error(cmd, CLI_USAGE, "--seed %s: expected an integer >= 0", v);
+            if (end == v || *end || s < 0)
+                return cli_error(cmd, CLI_USAGE, "--seed %s: expected an integer >= 0", v);
             rc = add_set(cmd, c, "runner.seed=%s", v);
         } else if (!strcmp(name, "--threads")) {
             char *end;
             long t = strtol(v, &end, 10);
-            if (*end || t < 1 || t > 1024)
-                return cli_error(cmd, CLI_USAGE, "--threads %s: expected an integer >= 1", v);
+            if (end == v || *end || t < 1 || t > 1024)
+                return cli_error(cmd, CLI_USAGE, "--threads %s: expected an integer from 1 to "
+                                                 "1024", v);
             c->threads = (int)t;
         } else if (!strcmp(name, "--launcher")) {
             if (!strcmp(v, "mpi")) rc = add_set(cmd, c, "runner.distributed=%s", "true");
@@ -140,24 +166,42 @@ int cli_parse(const char *cmd, int argc, char **argv, const char *allowed, cli_c
     return 0;
 }
 
+int cli_check_path(const char *cmd, const char *what, const char *path)
+{
+    if (access(path, R_OK) == 0) return 0;
+    return cli_error(cmd, CLI_USAGE, "%s: cannot read %s: %s", what, path, strerror(errno));
+}
+
 wk_config *cli_load_config(const char *cmd, const cli_common *c, int *code)
 {
+    /* Every reason a config does not load (missing, unreadable, invalid JSON, a bad
+     * _base_) is the user's to fix: exit 2, the message names the file. */
     wk_config *cfg = wk_config_load(c->config);
     if (!cfg) {
-        *code = strstr(wk_last_error(), "No such file") || strstr(wk_last_error(), "cannot")
-                    ? CLI_FAIL
-                    : CLI_USAGE;
-        cli_error(cmd, *code, "%s", wk_last_error());
+        *code = cli_error(cmd, CLI_USAGE, "%s", wk_last_error());
         return NULL;
     }
     for (int i = 0; i < c->nsets; i++) {
         if (wk_config_set(cfg, c->sets[i]) < 0) {
-            *code = cli_error(cmd, CLI_USAGE, "--set %s: %s", c->sets[i], wk_last_error());
+            /* wk_config_set's messages start with "--set <assignment>:" already. */
+            *code = cli_error(cmd, CLI_USAGE, "%s", wk_last_error());
             wk_config_free(cfg);
             return NULL;
         }
     }
     return cfg;
+}
+
+wk_run *cli_build_run(const char *cmd, wk_config *cfg, int *code)
+{
+    wk_run *run = wk_run_from_config(cfg);
+    if (run) return run;
+    /* Problems of the sections are recorded in the config; the Runner's own checks of
+     * the runner keys come back as "runner: N configuration error(s)". Anything else
+     * (out of memory, MPI) is a runtime failure. */
+    bool usage = wk_config_error_count(cfg) > 0 || strstr(wk_last_error(), "configuration error");
+    *code = cli_error(cmd, usage ? CLI_USAGE : CLI_FAIL, "%s", wk_last_error());
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -179,7 +223,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
     const char *names[] = {"train", "eval", "inspect", "config", "plot"};
     const char *near = wk_did_you_mean(argv[1], names, 5);
-    fprintf(stderr, "wick: unknown command \"%s\"%s%s%s\n%s", argv[1], near ? "; did you mean \"" : "",
+    fprintf(stderr, "wick: unknown %s \"%s\"%s%s%s\n%s",
+            argv[1][0] == '-' ? "option" : "command", argv[1], near ? "; did you mean \"" : "",
             near ? near : "", near ? "\"?" : "", usage);
     return CLI_USAGE;
 }

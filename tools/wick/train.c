@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -16,15 +15,20 @@ static const char help[] =
     "Train the model CONFIG describes (docs/RUNNER.md). Logs, scalars.jsonl and TensorBoard\n"
     "files go to WORK_DIR/<timestamp>/, checkpoints to WORK_DIR/checkpoints/.\n"
     "\n"
-    "  --set KEY=VALUE     override a config key (repeatable): optimizer.lr=0.01,\n"
-    "                      runner.max_epochs=3, train_dataloader.batch_size=64 ...\n"
-    "  --work-dir DIR      runner.work_dir (default work_dirs/<config name>)\n"
-    "  --resume [auto|PATH] continue exactly from the newest valid checkpoint or PATH\n"
-    "  --load-from PATH    start from the weights of a checkpoint or safetensors file\n"
-    "  --seed N            runner.seed\n"
-    "  --threads N         OpenMP/OpenBLAS threads (default: WK_NUM_THREADS or all cores)\n"
-    "  --launcher mpi      data parallel over the ranks of mpirun/srun (runner.distributed)\n"
-    "  --quiet             no console output\n";
+    "  --set KEY=VALUE       override a config key (repeatable): optimizer.lr=0.01,\n"
+    "                        runner.max_epochs=3, train_dataloader.batch_size=64 ...\n"
+    "  --work-dir DIR        runner.work_dir (default work_dirs/<config name>)\n"
+    "  --resume [auto|PATH]  continue exactly from the newest valid checkpoint or PATH\n"
+    "  --load-from PATH      start from the weights of a checkpoint or safetensors file\n"
+    "  --seed N              runner.seed\n"
+    "  --threads N           OpenMP/OpenBLAS threads (default: WK_NUM_THREADS or all cores)\n"
+    "  --launcher mpi        data parallel over the ranks of mpirun/srun\n"
+    "                        (runner.distributed)\n"
+    "  --quiet               no console output (run.log and scalars.jsonl are written)\n"
+    "\n"
+    "Ctrl-C (SIGINT/SIGTERM) finishes the current step, writes checkpoints/last.safetensors\n"
+    "and exits 130 (--resume continues from it); a second Ctrl-C exits at once.\n"
+    "Exit codes: 0 ok, 1 training failed, 2 bad arguments or config, 130 interrupted.\n";
 
 static wk_runner *volatile g_runner;
 static volatile sig_atomic_t g_signals;
@@ -87,29 +91,32 @@ int cli_train(int argc, char **argv)
     if (c.threads) wk_set_num_threads(c.threads);
     wk_config *cfg = cli_load_config("train", &c, &code);
     if (!cfg) return code;
-    wk_run *run = wk_run_from_config(cfg);
+    wk_run *run = cli_build_run("train", cfg, &code);
     if (!run) {
-        code = wk_config_error_count(cfg) > 0 || strstr(wk_last_error(), "configuration error")
-                   ? CLI_USAGE
-                   : CLI_FAIL;
-        cli_error("train", code, "%s", wk_last_error());
         wk_config_free(cfg);
         return code;
     }
     const wk_runner_opts *o = &run->opts;
     bool distributed = o->distributed;
     wk_logger *lg = NULL;
-    if (!c.quiet) {
-        lg = wk_runner_attach_logger(run->runner,
-                                     &(wk_logger_opts){.tensorboard = true,
-                                                       .progress = WK_LOG_PROGRESS_AUTO});
-        if (!lg) {
-            code = cli_error("train", CLI_FAIL, "%s", wk_last_error());
-            goto done;
-        }
+    /* Checkpoint paths the config or the command line names must exist (main.c: exit 2);
+     * "auto" finds its own or starts from scratch. */
+    if (o->resume && strcmp(o->resume, "auto") &&
+        (code = cli_check_path("train", "runner.resume (--resume)", o->resume)))
+        goto done;
+    if (!o->resume && o->load_from &&
+        (code = cli_check_path("train", "runner.load_from (--load-from)", o->load_from)))
+        goto done;
+    /* Always a logger, so that run.log and scalars.jsonl exist; --quiet only silences
+     * the console (without one the Runner would attach a loud default logger). */
+    lg = wk_runner_attach_logger(run->runner,
+                                 &(wk_logger_opts){.tensorboard = true, .quiet = c.quiet,
+                                                   .progress = WK_LOG_PROGRESS_AUTO});
+    if (!lg) {
+        code = cli_error("train", CLI_FAIL, "%s", wk_last_error());
+        goto done;
     }
     if (o->rank == 0) {
-        mkdir(o->work_dir, 0777);
         save_config(o->work_dir, run->config_text);
         save_config(wk_logger_run_dir(lg), run->config_text);
     }
