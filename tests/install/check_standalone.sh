@@ -18,13 +18,14 @@ san=$(opt sanitize)
 extra=""
 [ "$san" != none ] && extra="-fsanitize=$san"
 pcdir=$(dirname "$(find "$tmp/root" -name wick.pc | head -n 1)")
+# relocated as a user moving an install would: the files are under DESTDIR, not at the
+# prefix wick.pc names (--define-variable would change every package's prefix)
+sed -i "s|^prefix=.*|prefix=$tmp/root$prefix|" "$pcdir/wick.pc"
 export PKG_CONFIG_PATH="$pcdir"
-# relocate: the files are under DESTDIR, not at the prefix wick.pc names
-pc="pkg-config --define-variable=prefix=$tmp/root$prefix"
-libdir=$($pc --variable=libdir wick)
+libdir=$(pkg-config --variable=libdir wick)
 echo "wick.pc: $(grep -E '^(Requires|Libs)' "$pcdir/wick.pc" | tr '\n' ' ')"
 cp -r "$src/examples/standalone" "$tmp/project"
-make -C "$tmp/project" --no-print-directory PKG_CONFIG="$pc" \
+make -C "$tmp/project" --no-print-directory \
     CFLAGS="-O2 -Wall -Wextra -Werror $extra" LDFLAGS="$extra -Wl,-rpath,$libdir" \
     train train-static
 needs_wick() { readelf -d "$1" | grep -q 'NEEDED.*libwick\.so'; }
