@@ -105,7 +105,12 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else if (!strcmp(argv[i], "--min-accuracy") && i + 1 < argc) {
-            min_accuracy = atof(argv[++i]);
+            char *end;
+            min_accuracy = strtod(argv[++i], &end);
+            if (end == argv[i] || *end) {
+                wk_config_free(cfg);
+                return usage();
+            }
         } else {
             wk_config_free(cfg);
             return usage();

@@ -179,6 +179,10 @@ static int my_accuracy_process(wk_metric *m, const wk_batch *b, const wk_model_o
     wk_tensor *pred = logits ? wk_argmax(logits, 1, false) : NULL;
     wk_tensor *gt = labels ? wk_contiguous(labels) : NULL;
     if (!pred || !gt) return -1;
+    if (gt->dtype != WK_DTYPE_I64 || wk_numel(gt) != wk_numel(pred)) {
+        wk_set_error("MyAccuracy: expected int64 labels, one per row of the logits");
+        return -1;
+    }
     const int64_t *pp = wk_data(pred), *pg = wk_data(gt);
     for (int64_t i = 0; i < wk_numel(gt); i++) m->state[0] += pp[i] == pg[i];
     m->state[1] += (double)wk_numel(gt);
