@@ -324,7 +324,8 @@ int main(int argc, char **argv)
                                                          .val_loader = val, .evaluator = ev},
                                       &o);
     eval_log log = {0};
-    if (!runner ||
+    /* the logger first (MMEngine's default hooks run before custom ones), then ours */
+    if (!runner || !wk_runner_attach_logger(runner, NULL) ||
         wk_runner_add_hook(runner, &(wk_runner_hook){.name = "PrintEvalHook", .user = &log,
                                                      .on_eval_end = print_eval}) ||
         wk_runner_run(runner)) {
