@@ -73,16 +73,6 @@ static uint64_t seed_of(const wk_cfg *c, const char *key, uint64_t def)
     return (uint64_t)s;
 }
 
-static int64_t int_at_least(const wk_cfg *c, const char *key, int64_t def, int64_t lo)
-{
-    int64_t v;
-    if (wk_cfg_int(c, key, def, &v) == 1 && v < lo) {
-        wk_cfg_error(c, key, "must be >= %lld, got %lld", (long long)lo, (long long)v);
-        return def;
-    }
-    return v;
-}
-
 /* "pipeline" for a dataset that applies no transform family: any transform is refused
  * by the transform itself, naming both. */
 static void no_pipeline(const wk_cfg *c, const wk_build_ctx *ctx, const char *type)
@@ -153,7 +143,7 @@ wk_dataset *wki_build_mnist(const wk_cfg *c, const wk_build_ctx *ctx)
 wk_dataset *wki_build_two_circles(const wk_cfg *c, const wk_build_ctx *ctx)
 {
     wk_cfg_require(c, "size");
-    int64_t size = int_at_least(c, "size", 1, 1);
+    int64_t size = wk_cfg_int_min(c, "size", 1, 1);
     uint64_t seed = seed_of(c, "seed", ctx->seed);
     no_pipeline(c, ctx, "TwoCircles");
     if (wk_cfg_finish(c) < 0) return NULL;
@@ -163,8 +153,8 @@ wk_dataset *wki_build_two_circles(const wk_cfg *c, const wk_build_ctx *ctx)
 wk_dataset *wki_build_regression(const wk_cfg *c, const wk_build_ctx *ctx)
 {
     wk_cfg_require(c, "size");
-    int64_t size = int_at_least(c, "size", 1, 1);
-    int64_t features = int_at_least(c, "features", 1, 1);
+    int64_t size = wk_cfg_int_min(c, "size", 1, 1);
+    int64_t features = wk_cfg_int_min(c, "features", 1, 1);
     double noise;
     if (wk_cfg_number(c, "noise", 0.1, &noise) == 1 && noise < 0)
         wk_cfg_error(c, "noise", "must be >= 0, got %g", noise);
@@ -181,8 +171,8 @@ wk_dataset *wki_build_byte_text(const wk_cfg *c, const wk_build_ctx *ctx)
     wk_cfg_require(c, "path");
     wk_cfg_string(c, "path", NULL, &path);
     wk_cfg_require(c, "block_size");
-    int64_t block = int_at_least(c, "block_size", 1, 1);
-    int64_t size = int_at_least(c, "size", 0, 0);
+    int64_t block = wk_cfg_int_min(c, "block_size", 1, 1);
+    int64_t size = wk_cfg_int_min(c, "size", 0, 0);
     uint64_t seed = seed_of(c, "seed", ctx->seed);
     no_pipeline(c, ctx, "ByteText");
     if (wk_cfg_finish(c) < 0) return NULL;
@@ -227,7 +217,7 @@ int wki_build_random_crop(const wk_cfg *c, const wk_build_ctx *ctx, wk_transform
 {
     (void)ctx;
     wk_cfg_require(c, "padding");
-    int64_t pad = int_at_least(c, "padding", 0, 0);
+    int64_t pad = wk_cfg_int_min(c, "padding", 0, 0);
     if (pad > 64) wk_cfg_error(c, "padding", "must be <= 64, got %lld", (long long)pad);
     if (wk_cfg_finish(c) < 0) return -1;
     wk_mnist_opts *o = image_of(c, t);
@@ -278,10 +268,10 @@ wk_loader *wk_build_loader(const wk_cfg *section, const wk_build_ctx *ctx, wk_da
     }
     wk_loader_opts o = {.rank = ctx->rank, .world_size = ctx->world_size};
     wk_cfg_require(&c, "batch_size");
-    o.batch_size = int_at_least(&c, "batch_size", 1, 1);
+    o.batch_size = wk_cfg_int_min(&c, "batch_size", 1, 1);
     wk_cfg_bool(&c, "shuffle", false, &o.shuffle);
     wk_cfg_bool(&c, "drop_last", false, &o.drop_last);
-    int64_t prefetch = int_at_least(&c, "prefetch", 2, 0);
+    int64_t prefetch = wk_cfg_int_min(&c, "prefetch", 2, 0);
     if (prefetch > 64) wk_cfg_error(&c, "prefetch", "must be <= 64, got %lld",
                                     (long long)prefetch);
     o.prefetch = (int)prefetch;

@@ -7,17 +7,6 @@
 
 #define MAX_LAYERS 64
 
-/* An integer key that must be >= lo when given. */
-static int64_t int_at_least(const wk_cfg *c, const char *key, int64_t def, int64_t lo)
-{
-    int64_t v;
-    if (wk_cfg_int(c, key, def, &v) == 1 && v < lo) {
-        wk_cfg_error(c, key, "must be >= %lld, got %lld", (long long)lo, (long long)v);
-        return def;
-    }
-    return v;
-}
-
 static double dropout_of(const wk_cfg *c)
 {
     double p;
@@ -45,7 +34,7 @@ wk_model *wki_build_mlp(const wk_cfg *c, const wk_build_ctx *ctx)
     int64_t sizes[MAX_LAYERS + 2];
     int nh = 0;
     wk_cfg_require(c, "in_features");
-    sizes[0] = int_at_least(c, "in_features", 1, 1);
+    sizes[0] = wk_cfg_int_min(c, "in_features", 1, 1);
     wk_cfg_int_list(c, "hidden", sizes + 1, MAX_LAYERS, &nh);
     for (int i = 0; i < nh; i++) {
         if (sizes[1 + i] < 1) {
@@ -55,7 +44,7 @@ wk_model *wki_build_mlp(const wk_cfg *c, const wk_build_ctx *ctx)
         }
     }
     wk_cfg_require(c, "out_features");
-    sizes[nh + 1] = int_at_least(c, "out_features", 1, 1);
+    sizes[nh + 1] = wk_cfg_int_min(c, "out_features", 1, 1);
     static const char *const acts[] = {"relu", "gelu", "tanh", "sigmoid", "silu", NULL};
     const char *act;
     wk_cfg_choice(c, "activation", "relu", acts, &act);
@@ -71,8 +60,8 @@ wk_model *wki_build_mlp(const wk_cfg *c, const wk_build_ctx *ctx)
 wk_model *wki_build_fmnist_cnn(const wk_cfg *c, const wk_build_ctx *ctx)
 {
     wk_fmnist_cnn_opts o = {0};
-    o.in_channels = int_at_least(c, "in_channels", 0, 1);
-    o.num_classes = int_at_least(c, "num_classes", 0, 1);
+    o.in_channels = wk_cfg_int_min(c, "in_channels", 0, 1);
+    o.num_classes = wk_cfg_int_min(c, "num_classes", 0, 1);
     o.init_std = init_std_of(c);
     if (wk_cfg_finish(c) < 0) return NULL;
     return classifier_of(wk_fmnist_cnn_new(&o, ctx->generator));
@@ -81,11 +70,11 @@ wk_model *wki_build_fmnist_cnn(const wk_cfg *c, const wk_build_ctx *ctx)
 wk_model *wki_build_resnet(const wk_cfg *c, const wk_build_ctx *ctx)
 {
     wk_resnet_opts o = {0};
-    o.in_channels = int_at_least(c, "in_channels", 3, 1);
-    o.num_classes = int_at_least(c, "num_classes", 10, 1);
-    o.width = int_at_least(c, "width", 0, 1);
-    o.stages = (int)int_at_least(c, "stages", 0, 1);
-    o.blocks = (int)int_at_least(c, "blocks", 0, 1);
+    o.in_channels = wk_cfg_int_min(c, "in_channels", 3, 1);
+    o.num_classes = wk_cfg_int_min(c, "num_classes", 10, 1);
+    o.width = wk_cfg_int_min(c, "width", 0, 1);
+    o.stages = (int)wk_cfg_int_min(c, "stages", 0, 1);
+    o.blocks = (int)wk_cfg_int_min(c, "blocks", 0, 1);
     if (o.stages > 8) wk_cfg_error(c, "stages", "must be <= 8, got %d", o.stages);
     if (o.blocks > 64) wk_cfg_error(c, "blocks", "must be <= 64, got %d", o.blocks);
     if (wk_cfg_finish(c) < 0) return NULL;
@@ -99,7 +88,7 @@ wk_model *wki_build_gpt(const wk_cfg *c, const wk_build_ctx *ctx)
     int64_t v[5];
     for (int i = 0; i < 5; i++) {
         wk_cfg_require(c, sizes[i]);
-        v[i] = int_at_least(c, sizes[i], 1, 1);
+        v[i] = wk_cfg_int_min(c, sizes[i], 1, 1);
     }
     wk_gpt_opts o = {.vocab_size = v[0], .block_size = v[1], .n_layer = v[2], .n_head = v[3],
                      .n_embd = v[4]};

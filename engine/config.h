@@ -141,6 +141,9 @@ const struct cJSON *wk_cfg_raw(const wk_cfg *c, const char *key);
 int wk_cfg_number(const wk_cfg *c, const char *key, double def, double *out);
 /* An integer (a number with no fractional part within +-2^53). 1 / 0 / -1. */
 int wk_cfg_int(const wk_cfg *c, const char *key, int64_t def, int64_t *out);
+/* An integer that must be >= lo when set: the value, or def (a problem recorded) when it
+ * is below lo or of the wrong type. */
+int64_t wk_cfg_int_min(const wk_cfg *c, const char *key, int64_t def, int64_t lo);
 /* true or false (not 0/1). 1 / 0 / -1. */
 int wk_cfg_bool(const wk_cfg *c, const char *key, bool def, bool *out);
 /* A string (borrowed from the config). 1 / 0 / -1. */

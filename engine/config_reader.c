@@ -143,6 +143,16 @@ int wk_cfg_int(const wk_cfg *c, const char *key, int64_t def, int64_t *out)
     return 1;
 }
 
+int64_t wk_cfg_int_min(const wk_cfg *c, const char *key, int64_t def, int64_t lo)
+{
+    int64_t v;
+    if (wk_cfg_int(c, key, def, &v) == 1 && v < lo) {
+        wk_cfg_error(c, key, "must be >= %lld, got %lld", (long long)lo, (long long)v);
+        return def;
+    }
+    return v;
+}
+
 int wk_cfg_bool(const wk_cfg *c, const char *key, bool def, bool *out)
 {
     const cJSON *v = get(c, key);
