@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tmpdir.h"
 #include "wick.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tmpdir.h"
 #include "wick.h"
 
 typedef struct {
@@ -167,20 +168,7 @@ static inline sp_result sp_plain(const char *worker, const char *const args[],
 }
 
 /* A fresh folder under /tmp (malloc'd path), and its removal with what it holds. */
-static inline char *sp_tempdir(void)
-{
-    char tmpl[] = "/tmp/wk-dist-XXXXXX";
-    if (!mkdtemp(tmpl)) return NULL;
-    return strdup(tmpl);
-}
-
-static inline void sp_rmdir(char *dir)
-{
-    if (!dir) return;
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "spawn: could not remove %s\n", dir);
-    free(dir);
-}
+static inline char *sp_tempdir(void) { return tu_tmpdir_new("wk-dist-"); }
+static inline void sp_rmdir(char *dir) { tu_tmpdir_remove(dir); }
 
 #endif

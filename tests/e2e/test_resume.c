@@ -18,8 +18,8 @@ TestSuite(resume, .timeout = 300);
 
 static char *tmp_dir(void)
 {
-    char *d = strdup("/tmp/wk_resume_XXXXXX");
-    cr_assert(d && mkdtemp(d), "mkdtemp failed");
+    char *d = tu_tmpdir_new("wk_resume_");
+    cr_assert_not_null(d, "mkdtemp failed");
     return d;
 }
 
@@ -90,13 +90,7 @@ static void expect_same_file(const char *dir, const char *a, const char *b, cons
     fclose(fb);
 }
 
-static void rm_rf(char *d)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    cr_assert_eq(system(cmd), 0);
-    free(d);
-}
+static void rm_rf(char *d) { cr_assert_eq(tu_tmpdir_remove(d), 0); }
 
 enum { CAP = 4096 };
 

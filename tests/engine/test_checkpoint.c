@@ -6,20 +6,18 @@
 
 #include "test_util.h"
 
-static char dir[64];
+static char *dir;
 
 static void setup(void)
 {
     tu_setup();
-    snprintf(dir, sizeof dir, "/tmp/wick-ckpt-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(dir = tu_tmpdir_new("wick-ckpt-"));
 }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tu_tmpdir_remove(dir), 0);
+    dir = NULL;
     tu_teardown();
 }
 

@@ -2,31 +2,24 @@
  * with relative paths), _delete_, cycles, --set typing and paths, the file of origin of
  * every key, printing, and the reader's types, defaults, unknown keys and did-you-mean. */
 #include <cjson/cJSON.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "test_util.h"
 
-static char tmpdir[256];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
+static char *tmpdir;
 
 static void setup(void)
 {
     tu_setup();
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/wick_cfg_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    cr_assert_not_null(tmpdir = tu_tmpdir_new("wick_cfg_"));
 }
 
 static void teardown(void)
 {
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    cr_assert_eq(tu_tmpdir_remove(tmpdir), 0);
+    tmpdir = NULL;
     tu_teardown();
 }
 

@@ -10,21 +10,18 @@
 
 TestSuite(datasets, .init = tu_setup, .fini = tu_teardown);
 
-static char tmpdir[256];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
+static char *tmpdir;
 
 static void make_tmp(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/wick_ds_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    cr_assert_not_null(tmpdir = tu_tmpdir_new("wick_ds_"));
 }
 
-static void remove_tmp(void) { nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static void remove_tmp(void)
+{
+    cr_assert_eq(tu_tmpdir_remove(tmpdir), 0);
+    tmpdir = NULL;
+}
 
 static void path_of(char *buf, size_t n, const char *name)
 {

@@ -18,17 +18,15 @@ static void teardown(void)
 
 TestSuite(plot, .init = tu_setup, .fini = teardown);
 
-static char tmpdir[64];
+static char *tmpdir;
 static void make_tmp(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/wick-plot-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    cr_assert_not_null(tmpdir = tu_tmpdir_new("wick-plot-"));
 }
 static void rm_tmp(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tu_tmpdir_remove(tmpdir), 0);
+    tmpdir = NULL;
 }
 
 /* tmpdir/<run>/scalars.jsonl = text */

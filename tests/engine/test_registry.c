@@ -5,7 +5,6 @@
  * with the exact message it must produce; and every file in configs/ builds (except its
  * runner section, and the Fashion-MNIST parts when the data is not installed). */
 #include <cjson/cJSON.h>
-#include <ftw.h>
 #include <glob.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -15,24 +14,18 @@
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 
-static char tmpdir[256];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
+static char *tmpdir;
 
 static void setup(void)
 {
     tu_setup();
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/wick_reg_XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    cr_assert_not_null(tmpdir = tu_tmpdir_new("wick_reg_"));
 }
 
 static void teardown(void)
 {
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    cr_assert_eq(tu_tmpdir_remove(tmpdir), 0);
+    tmpdir = NULL;
     tu_teardown();
 }
 

@@ -16,18 +16,12 @@ TestSuite(runner, .init = tu_setup, .fini = tu_teardown);
 
 static char *tmp_dir(void)
 {
-    char *d = strdup("/tmp/wk_runner_XXXXXX");
-    cr_assert(d && mkdtemp(d), "mkdtemp failed");
+    char *d = tu_tmpdir_new("wk_runner_");
+    cr_assert_not_null(d, "mkdtemp failed");
     return d;
 }
 
-static void rm_rf(char *d)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    cr_assert_eq(system(cmd), 0);
-    free(d);
-}
+static void rm_rf(char *d) { cr_assert_eq(tu_tmpdir_remove(d), 0); }
 
 static bool exists(const char *dir, const char *name)
 {

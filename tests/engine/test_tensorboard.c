@@ -59,17 +59,15 @@ static unsigned char *slurp(const char *path, size_t *n)
     return p;
 }
 
-static char tmpdir[64];
+static char *tmpdir;
 static void make_tmp(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/wick-tb-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    cr_assert_not_null(tmpdir = tu_tmpdir_new("wick-tb-"));
 }
 static void rm_tmp(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tu_tmpdir_remove(tmpdir), 0);
+    tmpdir = NULL;
 }
 
 Test(tensorboard, bytes_match_tensorboard_fixture)

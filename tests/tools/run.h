@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tmpdir.h"
+
 #ifndef WICK_CLI
 #error "WICK_CLI (the path of the wick binary) must be defined by the build"
 /* A config that trains in a blink: TwoCircles (64 train and 32 val points), an MLP
@@ -215,19 +217,12 @@ static inline void cli_expect(const cli_result *r, int code, const char *what,
 /* A fresh folder under /tmp (malloc'd path), and its removal with what it holds. */
 static inline char *cli_tempdir(void)
 {
-    char tmpl[] = "/tmp/wk-cli-XXXXXX";
-    cr_assert_not_null(mkdtemp(tmpl), "mkdtemp: %s", strerror(errno));
-    return strdup(tmpl);
+    char *dir = tu_tmpdir_new("wk-cli-");
+    cr_assert_not_null(dir, "mkdtemp: %s", strerror(errno));
+    return dir;
 }
 
-static inline void cli_rmdir(char *dir)
-{
-    if (!dir) return;
-    char cmd[4300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    free(dir);
-}
+static inline void cli_rmdir(char *dir) { tu_tmpdir_remove(dir); }
 
 /* The newest run folder (WORK_DIR/<timestamp>[_N], the greatest name holding a
  * scalars.jsonl) and, with nth >= 0, the nth oldest instead: its path into buf, or false. */
